@@ -15,6 +15,8 @@ setup(
         "numpy>=1.23",
         "scipy>=1.9",
         "h5py>=3.7",
+        # JPEG batches (the 2012 ImageNet format) and makebatches decode and resize with Pillow.
+        "pillow>=9",
     ],
     extras_require={
         "cuda": ["pycuda>=2022.1"],

@@ -1,0 +1,309 @@
+"""util.py: atomic pickling, the restricted unpickler (old and new pickles), alphanum sort."""
+
+import collections
+import gzip
+import os
+import pickle as std_pickle
+import signal
+import struct
+import subprocess
+import sys
+import time
+import zipfile
+
+import numpy as np
+import pytest
+
+from cudaconvnet import util
+from cudaconvnet.util import UnpickleError, UnsafePickleError, alphanum_key, pickle, unpickle
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+# ---------------------------------------------------------------------------------------
+# A tiny assembler for Python 2 style protocol-2 pickles (what cPickle and numpy 1.x wrote)
+# ---------------------------------------------------------------------------------------
+
+def _s(b):  # SHORT_BINSTRING: a Python 2 str (bytes), which latin1 decoding turns into str
+    if isinstance(b, str):
+        b = b.encode("latin1")
+    return b"U" + bytes([len(b)]) + b if len(b) < 256 else b"T" + struct.pack("<i", len(b)) + b
+
+
+def _int(i):
+    return b"J" + struct.pack("<i", i)
+
+
+def _global(mod, name):
+    return b"c" + mod.encode() + b"\n" + name.encode() + b"\n"
+
+
+def _py2_ndarray(a):
+    """The byte stream numpy 1.x under Python 2 wrote for an ndarray (protocol 2)."""
+    a = np.ascontiguousarray(a)
+    shape = b"(" + b"".join(_int(d) for d in a.shape) + b"t"
+    order = "|" if a.dtype.itemsize == 1 else "<"
+    dtype = (_global("numpy", "dtype") + _s(a.dtype.str[1:]) + _int(0) + _int(1) + b"\x87R"
+             + b"(" + _int(3) + _s(order) + b"NNN" + _int(-1) + _int(-1) + _int(0) + b"tb")
+    return (_global("numpy.core.multiarray", "_reconstruct") + _global("numpy", "ndarray")
+            + _int(0) + b"\x85" + _s(b"b") + b"\x87R"
+            + b"(" + _int(1) + shape + dtype + b"\x89" + _s(a.tobytes()) + b"tb")
+
+
+def _py2_scalar(x):
+    x = np.float64(x)
+    dtype = (_global("numpy", "dtype") + _s("f8") + _int(0) + _int(1) + b"\x87R"
+             + b"(" + _int(3) + _s("<") + b"NNN" + _int(-1) + _int(-1) + _int(0) + b"tb")
+    return _global("numpy.core.multiarray", "scalar") + dtype + _s(x.tobytes()) + b"\x86R"
+
+
+def _py2_dict(pairs):
+    out = b"}("
+    for k, v in pairs:
+        out += _s(k) + v
+    return out + b"u"
+
+
+def _py2_list(ints):
+    return b"](" + b"".join(_int(i) for i in ints) + b"e"
+
+
+def _py2_pickle(body):
+    return b"\x80\x02" + body + b"."
+
+
+# ---------------------------------------------------------------------------------------
+# Writing
+# ---------------------------------------------------------------------------------------
+
+def test_round_trip_plain_and_zip(tmp_path):
+    obj = {"w": np.arange(12, dtype=np.float32).reshape(3, 4), "name": "conv1", "n": 3,
+           "od": collections.OrderedDict([("a", 1), ("b", [1.5, None])]), "s": {1, 2}}
+    for compress in (False, True):
+        path = tmp_path / ("ck_%d" % compress)
+        pickle(path, obj, compress=compress)
+        back = unpickle(path)
+        assert back["name"] == "conv1" and back["od"] == obj["od"] and back["s"] == {1, 2}
+        np.testing.assert_array_equal(back["w"], obj["w"])
+        assert back["w"].dtype == np.float32
+    assert zipfile.is_zipfile(tmp_path / "ck_1")
+    with zipfile.ZipFile(tmp_path / "ck_1") as zf:
+        assert zf.namelist() == ["data"]  # the 2012 --zip-save layout
+
+
+def test_pickle_replaces_whole_and_leaves_no_temp(tmp_path):
+    path = tmp_path / "f"
+    pickle(path, {"v": 1})
+    os.chmod(path, 0o640)
+    pickle(path, {"v": 2})
+    assert unpickle(path) == {"v": 2}
+    assert os.stat(path).st_mode & 0o777 == 0o640  # the mode of the file it replaces
+    with pytest.raises(Exception):
+        pickle(path, {"v": lambda: 0})  # cannot be pickled: the old file must survive
+    assert unpickle(path) == {"v": 2}
+    assert sorted(os.listdir(tmp_path)) == ["f"]
+
+
+_WRITER = r"""
+import sys, numpy as np
+sys.path.insert(0, %(repo)r)
+from cudaconvnet.util import pickle
+print("ready", flush=True)
+i = 0
+while True:
+    i += 1
+    pickle(%(path)r, {"i": i, "payload": np.full(1 << 21, i, dtype=np.int32)})
+"""
+
+
+def test_sigkill_while_saving_leaves_a_complete_file(tmp_path):
+    path = str(tmp_path / "checkpoint")
+    pickle(path, {"i": 0, "payload": np.full(1 << 21, 0, dtype=np.int32)})
+    rs = np.random.RandomState(0)
+    seen, torn = set(), 0
+    for trial in range(8):
+        child = subprocess.Popen([sys.executable, "-c", _WRITER % {"repo": REPO, "path": path}],
+                                 stdout=subprocess.PIPE)
+        assert child.stdout.readline().strip() == b"ready"
+        time.sleep(0.02 + 0.15 * rs.rand())
+        child.send_signal(signal.SIGKILL)
+        child.wait()
+        child.stdout.close()
+        d = unpickle(path)  # must load: the old file or the new one, never a torn one
+        assert d["payload"].shape == (1 << 21,)
+        assert (d["payload"] == d["i"]).all()
+        seen.add(d["i"])
+        # A kill mid-save leaves a torn temporary: hidden (a dot-name), never the target.
+        others = [n for n in os.listdir(tmp_path) if n != "checkpoint"]
+        assert all(n.startswith(".checkpoint.tmp-") for n in others)
+        torn += bool(others)
+        for n in others:
+            os.unlink(tmp_path / n)
+    # Kills landed after several different saves and (most of them) in the middle of one.
+    assert len(seen) > 1 and torn > 0
+
+
+# ---------------------------------------------------------------------------------------
+# Reading: formats
+# ---------------------------------------------------------------------------------------
+
+def test_reads_gzip_and_foreign_zip(tmp_path):
+    obj = {"data": np.arange(6, dtype=np.uint8), "labels": [1, 2]}
+    with gzip.open(tmp_path / "g", "wb") as f:
+        std_pickle.dump(obj, f, protocol=2)
+    with zipfile.ZipFile(tmp_path / "z", "w") as zf:
+        zf.writestr("data", std_pickle.dumps(obj))
+    for name in ("g", "z"):
+        back = unpickle(tmp_path / name)
+        np.testing.assert_array_equal(back["data"], obj["data"])
+        assert back["labels"] == [1, 2]
+
+
+@pytest.mark.parametrize("protocol", range(0, std_pickle.HIGHEST_PROTOCOL + 1))
+def test_numpy_pickles_of_every_protocol(tmp_path, protocol):
+    obj = {"f": np.arange(6, dtype=np.float32).reshape(2, 3), "fo": np.ones((2, 3), order="F"),
+           "s": np.float64(2.5), "i": np.int64(7), "dt": np.dtype("f4"), "b": b"", "c": 1 + 2j,
+           "fs": frozenset([1]), "ba": bytearray(b"xy")}
+    (tmp_path / "p").write_bytes(std_pickle.dumps(obj, protocol=protocol))
+    back = unpickle(tmp_path / "p")
+    np.testing.assert_array_equal(back["f"], obj["f"])
+    np.testing.assert_array_equal(back["fo"], obj["fo"])
+    assert back["s"] == 2.5 and back["i"] == 7 and back["dt"] == np.dtype("f4")
+    assert back["b"] == b"" and back["c"] == 1 + 2j and back["fs"] == {1} and back["ba"] == b"xy"
+
+
+def test_python2_pickle_with_numpy_and_latin1_strings(tmp_path):
+    data = np.arange(24, dtype=np.uint8).reshape(6, 4)
+    mean = np.linspace(0, 1, 6).reshape(6, 1)
+    raw = _py2_pickle(_py2_dict([
+        ("data", _py2_ndarray(data)),
+        ("data_mean", _py2_ndarray(mean)),
+        ("labels", _py2_list([3, 1, 4, 1])),
+        ("batch_label", _s(b"caf\xe9 batch")),
+        ("scale", _py2_scalar(0.25)),
+    ]))
+    (tmp_path / "data_batch_1").write_bytes(raw)
+    d = unpickle(tmp_path / "data_batch_1")
+    # str keys (not b'data'), so batch['data'] works for 2012 and official CIFAR pickles.
+    assert set(d) == {"data", "data_mean", "labels", "batch_label", "scale"}
+    np.testing.assert_array_equal(d["data"], data)
+    np.testing.assert_array_equal(d["data_mean"], mean)
+    assert d["labels"] == [3, 1, 4, 1]
+    assert d["batch_label"] == "caf\xe9 batch"
+    assert d["scale"] == 0.25
+
+
+class _Opts:
+    """Stands in for the port's options.OptionsParser."""
+
+
+def test_python2_instances_need_an_explicit_mapping(tmp_path):
+    # Old-style instance: MARK, GLOBAL options.OptionsParser, OBJ, then BUILD with its dict.
+    inst = b"(" + _global("options", "OptionsParser") + b"o" + _py2_dict([("value", _int(5))]) + b"b"
+    # New-style instance through copy_reg._reconstructor (protocols 0/1).
+    recon = (_global("copy_reg", "_reconstructor") + b"(" + _global("options", "OptionsParser")
+             + _global("__builtin__", "object") + b"Nt" + b"R" + _py2_dict([("value", _int(6))]) + b"b")
+    od = (_global("ordereddict", "OrderedDict") + b"(]("
+          + b"](" + _s("b") + _int(2) + b"e" + b"](" + _s("a") + _int(1) + b"e" + b"e" + b"tR")
+    raw = _py2_pickle(_py2_dict([("op", inst), ("op2", recon), ("od", od)]))
+    (tmp_path / "ck").write_bytes(raw)
+    with pytest.raises(UnsafePickleError, match=r"options\.OptionsParser"):
+        unpickle(tmp_path / "ck")
+    d = unpickle(tmp_path / "ck", extra_classes={("options", "OptionsParser"): _Opts})
+    assert isinstance(d["op"], _Opts) and d["op"].value == 5
+    assert isinstance(d["op2"], _Opts) and d["op2"].value == 6
+    assert isinstance(d["od"], collections.OrderedDict) and list(d["od"].items()) == [("b", 2), ("a", 1)]
+
+
+def test_register_pickle_class(tmp_path):
+    raw = _py2_pickle(b"(" + _global("layer", "Thing") + b"o" + _py2_dict([("x", _int(1))]) + b"b")
+    (tmp_path / "p").write_bytes(raw)
+    with pytest.raises(UnsafePickleError):
+        unpickle(tmp_path / "p")
+    util.register_pickle_class("layer", "Thing", _Opts)
+    try:
+        assert unpickle(tmp_path / "p").x == 1
+    finally:
+        util._REGISTERED.pop(("layer", "Thing"))
+
+
+# ---------------------------------------------------------------------------------------
+# Reading: hostile and broken files
+# ---------------------------------------------------------------------------------------
+
+class _Evil:
+    def __init__(self, target):
+        self.target = target
+
+    def __reduce__(self):
+        return (os.system, ("touch %s" % self.target,))
+
+
+class _EvalEvil:
+    def __reduce__(self):
+        return (eval, ("1+1",))
+
+
+def test_hostile_pickle_is_refused_and_runs_nothing(tmp_path):
+    target = tmp_path / "pwned"
+    path = tmp_path / "evil.pkl"
+    path.write_bytes(std_pickle.dumps({"data": _Evil(target)}, protocol=2))
+    with pytest.raises(UnsafePickleError) as ei:
+        unpickle(path)
+    msg = str(ei.value)
+    assert "\n" not in msg and str(path) in msg and "system" in msg and "could run code" in msg
+    assert not target.exists()
+    # The same refusal inside gzip and zip wrappers, and for other callables.
+    with gzip.open(tmp_path / "evil.gz", "wb") as f:
+        f.write(std_pickle.dumps(_Evil(target)))
+    with pytest.raises(UnsafePickleError):
+        unpickle(tmp_path / "evil.gz")
+    (tmp_path / "eval.pkl").write_bytes(std_pickle.dumps(_EvalEvil()))
+    with pytest.raises(UnsafePickleError, match="builtins.eval"):
+        unpickle(tmp_path / "eval.pkl")
+    assert not target.exists()
+
+
+def test_reconstructor_with_foreign_base_is_refused(tmp_path):
+    raw = _py2_pickle(_global("copy_reg", "_reconstructor") + b"(" + _global("__builtin__", "set")
+                      + _global("__builtin__", "set") + b"Nt" + b"R")
+    (tmp_path / "p").write_bytes(raw)
+    with pytest.raises(UnpickleError):
+        unpickle(tmp_path / "p")
+
+
+@pytest.mark.parametrize("damage", ["truncate", "empty", "garbage", "gzip-truncated", "zip-bad"])
+def test_broken_files_give_one_line_errors(tmp_path, damage):
+    good = std_pickle.dumps({"data": np.arange(1000, dtype=np.float32)}, protocol=4)
+    path = tmp_path / "data_batch_7"
+    if damage == "truncate":
+        path.write_bytes(good[:len(good) // 2])
+    elif damage == "empty":
+        path.write_bytes(b"")
+    elif damage == "garbage":
+        path.write_bytes(b"this is not a pickle at all\x00\x01")
+    elif damage == "gzip-truncated":
+        path.write_bytes(gzip.compress(good)[:40])
+    else:
+        path.write_bytes(b"PK\x03\x04" + b"\x00" * 30)
+    with pytest.raises(UnpickleError) as ei:
+        unpickle(path)
+    msg = str(ei.value)
+    assert str(path) in msg and "\n" not in msg
+    if damage in ("truncate", "empty"):
+        assert "truncated" in msg
+
+
+def test_missing_file_and_directory(tmp_path):
+    with pytest.raises(UnpickleError, match="no such file"):
+        unpickle(tmp_path / "nope")
+    with pytest.raises(UnpickleError, match="directory"):
+        unpickle(tmp_path)
+
+
+def test_alphanum_key_sorts_checkpoint_names():
+    names = ["1.10", "10.1", "1.9", "2.1", "1.1", "1.100"]
+    assert sorted(names, key=alphanum_key) == ["1.1", "1.9", "1.10", "1.100", "2.1", "10.1"]
+    assert util.alphanum_sorted(["data_batch_10", "data_batch_9"]) == ["data_batch_9", "data_batch_10"]
+    # Keys of unlike names still compare (digits always sit at odd positions).
+    sorted(["a1", "1a", "", "b", "10"], key=alphanum_key)
