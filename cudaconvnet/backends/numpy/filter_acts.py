@@ -1,0 +1,313 @@
+"""Forward convolution (shared filters) and local (unshared filters) layers, NumPy reference.
+
+Stands for cudaconv2/filter_acts.cu. Also holds the geometry checks and im2col helpers that
+img_acts.py and weight_acts.py share.
+
+Layouts (the 2012 ones, every matrix 2-D float32, row-major, cases fastest):
+  images   (numImgColors * imgSizeY * imgSizeX, numImages)
+  filters  (numFilterColors * filterSize^2, numFilters)                  conv
+           (numModules * numFilterColors * filterSize^2, numFilters)     local
+  targets  (numFilters * numModulesY * numModulesX, numImages)
+with numFilterColors = numImgColors / numGroups; filters [g*F/G, (g+1)*F/G) see colours
+[g*fc, (g+1)*fc). Module (my, mx) looks at image rows paddingStart + my*moduleStride + [0,
+filterSize) and the same for columns; pixels outside the image count as zeros.
+
+The reference accepts any numbers of filters, colours and images (the CUDA kernels need
+multiples of 16 filters, even colour counts, ...) but keeps the wrappers' geometric
+preconditions: paddingStart <= 0, moduleStride <= filterSize, and the modules must reach the
+far edge of the image.
+"""
+
+import math
+
+import numpy as np
+from numpy.lib.stride_tricks import as_strided
+
+# Bytes of im2col buffer built at a time: big enough for efficient BLAS calls, small enough
+# to stay in the last-level cache while the GEMM reads it back.
+COLS_CHUNK_BYTES = 8 << 20
+
+__all__ = ["convFilterActs", "localFilterActs"]
+
+
+# ----------------------------------------------------------------------------------------
+# checks shared by the conv-family modules
+
+def check_matrix(fn, name, a, rows=None, cols=None, writeable=False):
+    """Raise ValueError unless `a` is a 2-D float32 array of the given shape."""
+    if not isinstance(a, np.ndarray) or a.ndim != 2:
+        raise ValueError("%s: %s must be a 2-D numpy array, got %r"
+                         % (fn, name, type(a).__name__ if not isinstance(a, np.ndarray)
+                            else "%d-D array" % a.ndim))
+    if a.dtype != np.float32:
+        raise ValueError("%s: %s must be float32, got %s" % (fn, name, a.dtype))
+    if rows is not None and a.shape[0] != rows:
+        raise ValueError("%s: %s has %d rows, expected %d" % (fn, name, a.shape[0], rows))
+    if cols is not None and a.shape[1] != cols:
+        raise ValueError("%s: %s has %d columns, expected %d" % (fn, name, a.shape[1], cols))
+    if writeable and not (a.flags.writeable and a.flags.c_contiguous):
+        raise ValueError("%s: %s must be a writeable C-contiguous array (it is written in "
+                         "place)" % (fn, name))
+
+
+def exact_div(fn, what, a, b):
+    """a / b, raising ValueError unless b divides a."""
+    if b <= 0 or a % b != 0:
+        raise ValueError("%s: %s: %d is not divisible by %d" % (fn, what, a, b))
+    return a // b
+
+
+def square_side(fn, what, n):
+    s = math.isqrt(n) if n >= 0 else -1
+    if s < 1 or s * s != n:
+        raise ValueError("%s: %s (%d) is not a positive perfect square" % (fn, what, n))
+    return s
+
+
+def check_geometry(fn, imgSizeY, imgSizeX, numModulesY, numModulesX, filterSize,
+                   paddingStart, moduleStride):
+    """The geometric preconditions the 2012 wrappers assert."""
+    if min(imgSizeY, imgSizeX, numModulesY, numModulesX, filterSize, moduleStride) < 1:
+        raise ValueError("%s: sizes must be positive (imgSize %dx%d, modules %dx%d, "
+                         "filterSize %d, moduleStride %d)" % (fn, imgSizeY, imgSizeX,
+                         numModulesY, numModulesX, filterSize, moduleStride))
+    if paddingStart > 0:
+        raise ValueError("%s: paddingStart must be <= 0 (it is minus the padding), got %d"
+                         % (fn, paddingStart))
+    if moduleStride > filterSize:
+        raise ValueError("%s: moduleStride (%d) must not exceed filterSize (%d)"
+                         % (fn, moduleStride, filterSize))
+    for axis, n, m in (("X", imgSizeX, numModulesX), ("Y", imgSizeY, numModulesY)):
+        if paddingStart + (m - 1) * moduleStride + filterSize < n:
+            raise ValueError("%s: %d modules of stride %d (filterSize %d, paddingStart %d) "
+                             "do not reach the end of the image (imgSize%s %d)"
+                             % (fn, m, moduleStride, filterSize, paddingStart, axis, n))
+
+
+def scale_store(target, result, scaleTargets, scaleOutput):
+    """target = scaleTargets * target + scaleOutput * result, in place.
+
+    With scaleTargets == 0 the old content of target is never read (NaN there is harmless).
+    `result` may be overwritten (it is scratch).
+    """
+    if scaleTargets == 0:
+        if scaleOutput == 1:
+            np.copyto(target, result)
+        else:
+            np.multiply(result, np.float32(scaleOutput), out=target)
+        return
+    if scaleTargets != 1:
+        target *= np.float32(scaleTargets)
+    if scaleOutput != 1:
+        result *= np.float32(scaleOutput)
+    target += result
+
+
+def writes_directly(scaleTargets, scaleOutput):
+    """Whether a kernel may write its raw result straight into the target."""
+    return scaleTargets == 0 and scaleOutput == 1
+
+
+# ----------------------------------------------------------------------------------------
+# im2col / col2im helpers
+
+def padded_extent(imgSizeY, imgSizeX, numModulesY, numModulesX, filterSize, paddingStart,
+                  moduleStride):
+    """(top, left, Hp, Wp): the image sits at [top, top+H) x [left, left+W) of an Hp x Wp
+    zero-padded canvas that every module fits into."""
+    top = left = -paddingStart
+    Hp = (numModulesY - 1) * moduleStride + filterSize
+    Wp = (numModulesX - 1) * moduleStride + filterSize
+    # check_geometry guarantees Hp >= top + H and Wp >= left + W
+    return top, left, Hp, Wp
+
+
+def pad_images(img4, top, left, Hp, Wp):
+    """(C, H, W, N) images on a zero (C, Hp, Wp, N) canvas; no copy when none is needed."""
+    C, H, W, N = img4.shape
+    if top == 0 and left == 0 and Hp == H and Wp == W:
+        return img4
+    canvas = np.empty((C, Hp, Wp, N), dtype=np.float32)
+    # zero only the border strips, then copy the image in
+    canvas[:, :top] = 0
+    canvas[:, top + H:] = 0
+    canvas[:, top:top + H, :left] = 0
+    canvas[:, top:top + H, left + W:] = 0
+    canvas[:, top:top + H, left:left + W] = img4
+    return canvas
+
+
+def patch_view(canvas, filterSize, moduleStride, row0, rows, numModulesX):
+    """Read-only view (C, fs, fs, rows, numModulesX, N) of the patches of module rows
+    [row0, row0 + rows): element [c, fy, fx, my, mx, n] is canvas[c, (row0+my)*stride + fy,
+    mx*stride + fx, n]."""
+    C, _, _, N = canvas.shape
+    sC, sH, sW, sN = canvas.strides
+    base = canvas[:, row0 * moduleStride:]
+    return as_strided(base, shape=(C, filterSize, filterSize, rows, numModulesX, N),
+                      strides=(sC, sH, sW, sH * moduleStride, sW * moduleStride, sN),
+                      writeable=False)
+
+
+def view2d(a):
+    """(d0, d1, ...) -> (d0, d1*...) as a view; raises if that would need a copy (a copy
+    would silently swallow results written through out=)."""
+    r = a.reshape(a.shape[0], -1)
+    if r.size and not np.may_share_memory(r, a):
+        raise RuntimeError("internal error: reshape of a %s array with strides %s copied"
+                           % (a.shape, a.strides))
+    return r
+
+
+def chunk_rows(bytes_per_row, numModulesY, budget=None):
+    """How many module rows to im2col at a time."""
+    budget = COLS_CHUNK_BYTES if budget is None else budget
+    return max(1, min(numModulesY, budget // max(1, bytes_per_row)))
+
+
+class ConvGeometry:
+    """Sizes shared by filterActs, imgActs and weightActs (names as in the 2012 wrappers)."""
+
+    def __init__(self, **kw):
+        self.__dict__.update(kw)
+        self.numModules = self.numModulesY * self.numModulesX
+        self.filterPixels = self.filterSize * self.filterSize
+        self.imgPixels = self.imgSizeY * self.imgSizeX
+        self.numFilterColors = self.numImgColors // self.numGroups
+        self.numFiltersPerGroup = self.numFilters // self.numGroups
+        self.Kg = self.numFilterColors * self.filterPixels   # filter rows per module
+
+    def canvas(self, img4):
+        top, left, Hp, Wp = padded_extent(self.imgSizeY, self.imgSizeX, self.numModulesY,
+                                          self.numModulesX, self.filterSize,
+                                          self.paddingStart, self.moduleStride)
+        return pad_images(img4, top, left, Hp, Wp)
+
+    def groups(self):
+        """(colour slice, filter slice, row slice of a (numImgColors*fp, ...) cols buffer)."""
+        fc, Fg, Kg = self.numFilterColors, self.numFiltersPerGroup, self.Kg
+        return [(slice(g * fc, (g + 1) * fc), slice(g * Fg, (g + 1) * Fg),
+                 slice(g * Kg, (g + 1) * Kg)) for g in range(self.numGroups)]
+
+
+def check_colors_groups(fn, numImgColors, numGroups, numFilters):
+    if numImgColors < 1 or numGroups < 1:
+        raise ValueError("%s: numImgColors (%d) and numGroups (%d) must be positive"
+                         % (fn, numImgColors, numGroups))
+    exact_div(fn, "numImgColors by numGroups", numImgColors, numGroups)
+    exact_div(fn, "numFilters by numGroups", numFilters, numGroups)
+
+
+# ----------------------------------------------------------------------------------------
+
+def _filter_acts(fn, images, filters, targets, imgSizeY, numModulesY, numModulesX,
+                 paddingStart, moduleStride, numImgColors, numGroups, scaleTargets,
+                 scaleOutput, conv):
+    check_matrix(fn, "images", images)
+    check_matrix(fn, "filters", filters)
+    numFilters = filters.shape[1]
+    numImages = images.shape[1]
+    check_colors_groups(fn, numImgColors, numGroups, numFilters)
+    numFilterColors = numImgColors // numGroups
+    numModules = numModulesY * numModulesX
+    imgPixels = exact_div(fn, "images rows by numImgColors", images.shape[0], numImgColors)
+    imgSizeX = exact_div(fn, "imgPixels by imgSizeY", imgPixels, imgSizeY)
+    filterModuleMult = 1 if conv else numModules
+    filterPixels = exact_div(fn, "filters rows by %s numFilterColors"
+                             % ("" if conv else "numModules *"),
+                             filters.shape[0], filterModuleMult * numFilterColors)
+    filterSize = square_side(fn, "filterPixels", filterPixels)
+    check_geometry(fn, imgSizeY, imgSizeX, numModulesY, numModulesX, filterSize,
+                   paddingStart, moduleStride)
+    check_matrix(fn, "targets", targets, numFilters * numModules, numImages, writeable=True)
+
+    geo = ConvGeometry(numImgColors=numImgColors, numGroups=numGroups, numFilters=numFilters,
+                       imgSizeY=imgSizeY, imgSizeX=imgSizeX, numModulesY=numModulesY,
+                       numModulesX=numModulesX, filterSize=filterSize,
+                       paddingStart=paddingStart, moduleStride=moduleStride)
+    img4 = images.reshape(numImgColors, imgSizeY, imgSizeX, numImages)
+    canvas = geo.canvas(img4)
+    tgt3 = targets.reshape(numFilters, numModules, numImages)
+    direct = writes_directly(scaleTargets, scaleOutput)
+    if conv:
+        _conv_fprop(geo, canvas, filters, tgt3, direct, scaleTargets, scaleOutput)
+    else:
+        _local_fprop(geo, canvas, filters, tgt3, direct, scaleTargets, scaleOutput)
+
+
+def _conv_fprop(geo, canvas, filters, tgt3, direct, scaleTargets, scaleOutput):
+    C, N, mX = geo.numImgColors, canvas.shape[3], geo.numModulesX
+    K = C * geo.filterPixels
+    R = chunk_rows(K * mX * N * 4, geo.numModulesY)
+    cols = np.empty((K, R * mX * N), dtype=np.float32)
+    for row0 in range(0, geo.numModulesY, R):
+        rows = min(R, geo.numModulesY - row0)
+        m0, m1 = row0 * mX, (row0 + rows) * mX
+        c = cols[:, :rows * mX * N]
+        # im2col: rows of c are (colour, fy, fx) exactly as the filter rows
+        np.copyto(c.reshape(C, geo.filterSize, geo.filterSize, rows, mX, N),
+                  patch_view(canvas, geo.filterSize, geo.moduleStride, row0, rows, mX))
+        for _, fs_, ks in geo.groups():
+            out = view2d(tgt3[fs_, m0:m1])
+            if direct:
+                np.matmul(filters[:, fs_].T, c[ks], out=out)
+            else:
+                scale_store(out, filters[:, fs_].T @ c[ks], scaleTargets, scaleOutput)
+
+
+def local_cols(geo, canvas):
+    """im2col for unshared filters: (numModules, numImgColors*fp, N), module-major so that
+    each module's patch matrix is contiguous for a batched matmul."""
+    C, N = geo.numImgColors, canvas.shape[3]
+    v = patch_view(canvas, geo.filterSize, geo.moduleStride, 0, geo.numModulesY,
+                   geo.numModulesX)
+    cols = np.empty((geo.numModulesY, geo.numModulesX, C, geo.filterSize, geo.filterSize, N),
+                    dtype=np.float32)
+    np.copyto(cols, v.transpose(3, 4, 0, 1, 2, 5))
+    return cols.reshape(geo.numModules, C * geo.filterPixels, N)
+
+
+def _local_fprop(geo, canvas, filters, tgt3, direct, scaleTargets, scaleOutput):
+    cols = local_cols(geo, canvas)
+    w3 = filters.reshape(geo.numModules, geo.Kg, geo.numFilters)
+    for _, fs_, ks in geo.groups():
+        # per module: (Fg, Kg) @ (Kg, N); the target is (F, M, N), hence the transposes
+        out = tgt3[fs_].transpose(1, 0, 2)
+        if direct:
+            np.matmul(w3[:, :, fs_].transpose(0, 2, 1), cols[:, ks], out=out)
+        else:
+            scale_store(out, np.matmul(w3[:, :, fs_].transpose(0, 2, 1), cols[:, ks]),
+                        scaleTargets, scaleOutput)
+
+
+def convFilterActs(images, filters, targets, imgSizeY, numModulesY, numModulesX, paddingStart,
+                   moduleStride, numImgColors, numGroups, scaleTargets=0.0, scaleOutput=1.0):
+    """Convolution with shared filters: targets = scaleTargets*targets + scaleOutput*conv.
+
+    images:   (numImgColors * imgSizeY * imgSizeX, numImages); imgSizeX = imgPixels/imgSizeY
+    filters:  (numFilterColors * filterSize^2, numFilters), numFilterColors =
+              numImgColors / numGroups
+    targets:  (numFilters * numModulesY * numModulesX, numImages), written in place
+
+    targets[f, my, mx, n] = sum over c in f's group, fy, fx of
+        filters[c - g*fc, fy, fx, f] * images[c, paddingStart + my*moduleStride + fy,
+                                              paddingStart + mx*moduleStride + fx, n]
+    (out-of-image pixels are zero). With scaleTargets == 0 the old targets are ignored.
+    """
+    _filter_acts("convFilterActs", images, filters, targets, imgSizeY, numModulesY,
+                 numModulesX, paddingStart, moduleStride, numImgColors, numGroups,
+                 scaleTargets, scaleOutput, True)
+
+
+def localFilterActs(images, filters, targets, imgSizeY, numModulesY, numModulesX, paddingStart,
+                    moduleStride, numImgColors, numGroups, scaleTargets=0.0, scaleOutput=1.0):
+    """Locally connected layer (a separate filter bank per module); as convFilterActs but
+
+    filters:  (numModules * numFilterColors * filterSize^2, numFilters), module-major
+              (module m uses rows [m*fc*fp, (m+1)*fc*fp))
+    images:   (numImgColors * imgSizeY * imgSizeX, numImages)
+    targets:  (numFilters * numModulesY * numModulesX, numImages), written in place
+    """
+    _filter_acts("localFilterActs", images, filters, targets, imgSizeY, numModulesY,
+                 numModulesX, paddingStart, moduleStride, numImgColors, numGroups,
+                 scaleTargets, scaleOutput, False)

@@ -1,0 +1,164 @@
+"""Gradient of the conv / local layers with respect to their input images, NumPy reference.
+
+Stands for cudaconv2/img_acts.cu: convImgActs and localImgActs are the exact adjoints of
+convFilterActs and localFilterActs (GEMM into a column buffer, then col2im scatter-add; a
+stride-1 conv is instead run as the convolution of the padded hidActs with flipped filters).
+"""
+
+import numpy as np
+
+from .filter_acts import (ConvGeometry, check_colors_groups, check_geometry, check_matrix,
+                          chunk_rows, exact_div, padded_extent, patch_view, scale_store,
+                          square_side, view2d, writes_directly)
+
+__all__ = ["convImgActs", "localImgActs"]
+
+
+def _img_acts(fn, hidActs, filters, targets, imgSizeY, imgSizeX, numModulesY, paddingStart,
+              moduleStride, numImgColors, numGroups, scaleTargets, scaleOutput, conv):
+    check_matrix(fn, "hidActs", hidActs)
+    check_matrix(fn, "filters", filters)
+    numImages = hidActs.shape[1]
+    numFilters = filters.shape[1]
+    check_colors_groups(fn, numImgColors, numGroups, numFilters)
+    numFilterColors = numImgColors // numGroups
+    numModules = exact_div(fn, "hidActs rows by numFilters", hidActs.shape[0], numFilters)
+    numModulesX = exact_div(fn, "numModules by numModulesY", numModules, numModulesY)
+    filterModuleMult = 1 if conv else numModules
+    filterPixels = exact_div(fn, "filters rows by %s numFilterColors"
+                             % ("" if conv else "numModules *"),
+                             filters.shape[0], filterModuleMult * numFilterColors)
+    filterSize = square_side(fn, "filterPixels", filterPixels)
+    check_geometry(fn, imgSizeY, imgSizeX, numModulesY, numModulesX, filterSize,
+                   paddingStart, moduleStride)
+    check_matrix(fn, "targets", targets, numImgColors * imgSizeY * imgSizeX, numImages,
+                 writeable=True)
+
+    geo = ConvGeometry(numImgColors=numImgColors, numGroups=numGroups, numFilters=numFilters,
+                       imgSizeY=imgSizeY, imgSizeX=imgSizeX, numModulesY=numModulesY,
+                       numModulesX=numModulesX, filterSize=filterSize,
+                       paddingStart=paddingStart, moduleStride=moduleStride)
+    hid3 = hidActs.reshape(numFilters, numModules, numImages)
+    tgt4 = targets.reshape(numImgColors, imgSizeY, imgSizeX, numImages)
+    if conv and moduleStride == 1 and numFilters <= numImgColors:
+        # a stride-1 convolution's input gradient is itself a convolution (of the padded
+        # hidActs with the flipped filters); its im2col has numFilters*fs^2 rows against
+        # the scatter's numImgColors*fs^2, and beats GEMM + scatter-add when not larger
+        if writes_directly(scaleTargets, scaleOutput):
+            _conv_bprop_stride1(geo, hid3, filters, tgt4)
+        else:
+            result = np.empty(tgt4.shape, dtype=np.float32)
+            _conv_bprop_stride1(geo, hid3, filters, result)
+            scale_store(tgt4, result, scaleTargets, scaleOutput)
+        return
+    top, left, Hp, Wp = padded_extent(imgSizeY, imgSizeX, numModulesY, numModulesX,
+                                      filterSize, paddingStart, moduleStride)
+    # gradient on the zero-padded canvas; what lands on the padding is dropped
+    canvas = np.zeros((numImgColors, Hp, Wp, numImages), dtype=np.float32)
+    if conv:
+        _conv_bprop(geo, hid3, filters, canvas)
+    else:
+        _local_bprop(geo, hid3, filters, canvas)
+    scale_store(tgt4, canvas[:, top:top + imgSizeY, left:left + imgSizeX], scaleTargets,
+                scaleOutput)
+
+
+def _scatter(canvas, cols6, row0, rows, stride):
+    """col2im: canvas[c, (row0+my)*s + fy, mx*s + fx, n] += cols6[c, fy, fx, my, mx, n]."""
+    _, fs, _, _, mX, _ = cols6.shape
+    y0 = row0 * stride
+    for fy in range(fs):
+        for fx in range(fs):
+            # one (fy, fx) hits each canvas pixel at most once, so += is safe
+            canvas[:, y0 + fy:y0 + fy + (rows - 1) * stride + 1:stride,
+                   fx:fx + (mX - 1) * stride + 1:stride] += cols6[:, fy, fx]
+
+
+def _conv_bprop(geo, hid3, filters, canvas):
+    C, N, mX, fs = geo.numImgColors, hid3.shape[2], geo.numModulesX, geo.filterSize
+    K = C * geo.filterPixels
+    R = chunk_rows(K * mX * N * 4, geo.numModulesY)
+    cols = np.empty((K, R * mX * N), dtype=np.float32)
+    for row0 in range(0, geo.numModulesY, R):
+        rows = min(R, geo.numModulesY - row0)
+        m0, m1 = row0 * mX, (row0 + rows) * mX
+        c = cols[:, :rows * mX * N]
+        # rows of c are (colour, fy, fx): each group fills its own block of colours
+        for _, fs_, ks in geo.groups():
+            np.matmul(filters[:, fs_], view2d(hid3[fs_, m0:m1]), out=c[ks])
+        _scatter(canvas, c.reshape(C, fs, fs, rows, mX, N), row0, rows, geo.moduleStride)
+
+
+def _conv_bprop_stride1(geo, hid3, filters, out4):
+    """out4[c, y, x] = sum over f, fy, fx of filters[c, fy, fx, f] *
+    hidActs[f, y + top - fy, x + left - fx] (zero outside the module grid), computed as a
+    'valid' convolution of the module grid, zero-padded by fs - 1 - top, with the filters
+    flipped in both directions."""
+    F, N, fs = geo.numFilters, hid3.shape[2], geo.filterSize
+    H, W, mY, mX = geo.imgSizeY, geo.imgSizeX, geo.numModulesY, geo.numModulesX
+    oy = ox = fs - 1 + geo.paddingStart     # where module (0, 0) sits on the padded grid
+    Hc, Wc = H + fs - 1, W + fs - 1
+    hc = np.zeros((F, Hc, Wc, N), dtype=np.float32)
+    h4 = hid3.reshape(F, mY, mX, N)
+    # modules far in the padding touch no pixel: clip them away
+    y0, y1 = max(0, -oy), min(mY, Hc - oy)
+    x0, x1 = max(0, -ox), min(mX, Wc - ox)
+    hc[:, oy + y0:oy + y1, ox + x0:ox + x1] = h4[:, y0:y1, x0:x1]
+    fc, Fg = geo.numFilterColors, geo.numFiltersPerGroup
+    # wflip[g][c, (f, fy', fx')] = filters[(c, fs-1-fy', fs-1-fx'), g*Fg + f]
+    w = filters.reshape(fc, fs, fs, F)[:, ::-1, ::-1]
+    wflip = [np.ascontiguousarray(w[..., fsl].transpose(0, 3, 1, 2)).reshape(fc, Fg * fs * fs)
+             for _, fsl, _ in geo.groups()]
+    Kh = F * fs * fs
+    R = chunk_rows(Kh * W * N * 4, H)
+    cols = np.empty((Kh, R * W * N), dtype=np.float32)
+    for row0 in range(0, H, R):
+        rows = min(R, H - row0)
+        c = cols[:, :rows * W * N]
+        np.copyto(c.reshape(F, fs, fs, rows, W, N), patch_view(hc, fs, 1, row0, rows, W))
+        for g, (csl, _, _) in enumerate(geo.groups()):
+            kh = slice(g * Fg * fs * fs, (g + 1) * Fg * fs * fs)
+            np.matmul(wflip[g], c[kh], out=view2d(out4[csl, row0:row0 + rows]))
+
+
+def _local_bprop(geo, hid3, filters, canvas):
+    C, N, fs = geo.numImgColors, hid3.shape[2], geo.filterSize
+    w3 = filters.reshape(geo.numModules, geo.Kg, geo.numFilters)
+    cols = np.empty((geo.numModules, C * geo.filterPixels, N), dtype=np.float32)
+    for _, fs_, ks in geo.groups():
+        # per module: (Kg, Fg) @ (Fg, N)
+        np.matmul(w3[:, :, fs_], hid3[fs_].transpose(1, 0, 2), out=cols[:, ks])
+    cols6 = cols.reshape(geo.numModulesY, geo.numModulesX, C, fs, fs, N).transpose(
+        2, 3, 4, 0, 1, 5)
+    _scatter(canvas, cols6, 0, geo.numModulesY, geo.moduleStride)
+
+
+def convImgActs(hidActs, filters, targets, imgSizeY, imgSizeX, numModulesY, paddingStart,
+                moduleStride, numImgColors, numGroups, scaleTargets=0.0, scaleOutput=1.0):
+    """Input gradient of convFilterActs: targets = scaleTargets*targets + scaleOutput*grad.
+
+    hidActs:  (numFilters * numModulesY * numModulesX, numImages); numModulesX =
+              numModules / numModulesY
+    filters:  (numFilterColors * filterSize^2, numFilters)
+    targets:  (numImgColors * imgSizeY * imgSizeX, numImages), written in place
+
+    grad[c, y, x, n] = sum over modules covering (y, x) and filters f of c's group of
+        filters[c - g*fc, y - top(my), x - left(mx), f] * hidActs[f, my, mx, n],
+    i.e. <convFilterActs(x, w), h> = <x, convImgActs(h, w)> for every x.
+    """
+    _img_acts("convImgActs", hidActs, filters, targets, imgSizeY, imgSizeX, numModulesY,
+              paddingStart, moduleStride, numImgColors, numGroups, scaleTargets, scaleOutput,
+              True)
+
+
+def localImgActs(hidActs, filters, targets, imgSizeY, imgSizeX, numModulesY, paddingStart,
+                 moduleStride, numImgColors, numGroups, scaleTargets=0.0, scaleOutput=1.0):
+    """Input gradient of localFilterActs (its adjoint); as convImgActs but
+
+    filters:  (numModules * numFilterColors * filterSize^2, numFilters)
+    hidActs:  (numFilters * numModulesY * numModulesX, numImages)
+    targets:  (numImgColors * imgSizeY * imgSizeX, numImages), written in place
+    """
+    _img_acts("localImgActs", hidActs, filters, targets, imgSizeY, imgSizeX, numModulesY,
+              paddingStart, moduleStride, numImgColors, numGroups, scaleTargets, scaleOutput,
+              False)

@@ -1,0 +1,151 @@
+"""Gradient of the conv / local layers with respect to their filters, NumPy reference.
+
+Stands for cudaconv2/weight_acts.cu. convWeightActs returns one partial sum per group of
+partialSum consecutive modules, exactly as the original does; ConvLayer::bpropWeights then
+adds the partial sums up (the original's addSum over the leading axis).
+"""
+
+import math
+
+import numpy as np
+
+from . import filter_acts
+from .filter_acts import (ConvGeometry, check_colors_groups, check_geometry, check_matrix,
+                          exact_div, local_cols, patch_view, scale_store, writes_directly)
+
+__all__ = ["convWeightActs", "localWeightActs"]
+
+
+def _check(fn, images, hidActs, imgSizeY, numModulesY, numModulesX, filterSize, paddingStart,
+           moduleStride, numImgColors, numGroups):
+    check_matrix(fn, "images", images)
+    check_matrix(fn, "hidActs", hidActs)
+    numImages = images.shape[1]
+    numModules = numModulesY * numModulesX
+    if numModules < 1:
+        raise ValueError("%s: numModulesY and numModulesX must be positive" % fn)
+    numFilters = exact_div(fn, "hidActs rows by numModules", hidActs.shape[0], numModules)
+    check_colors_groups(fn, numImgColors, numGroups, numFilters)
+    imgPixels = exact_div(fn, "images rows by numImgColors", images.shape[0], numImgColors)
+    imgSizeX = exact_div(fn, "imgPixels by imgSizeY", imgPixels, imgSizeY)
+    check_geometry(fn, imgSizeY, imgSizeX, numModulesY, numModulesX, filterSize,
+                   paddingStart, moduleStride)
+    check_matrix(fn, "hidActs", hidActs, cols=numImages)
+    return ConvGeometry(numImgColors=numImgColors, numGroups=numGroups, numFilters=numFilters,
+                        imgSizeY=imgSizeY, imgSizeX=imgSizeX, numModulesY=numModulesY,
+                        numModulesX=numModulesX, filterSize=filterSize,
+                        paddingStart=paddingStart, moduleStride=moduleStride)
+
+
+def _chunk_plan(numModulesY, numModulesX, partialSum, max_rows):
+    """Module-row chunk size R whose boundaries fall on partial-sum boundaries, or that
+    tiles one partial sum exactly (so a chunk never straddles two partial sums)."""
+    mX, ps = numModulesX, partialSum
+    if ps % mX == 0:
+        k = ps // mX                      # module rows per partial sum
+        if k <= max_rows:
+            return k * (max_rows // k)    # whole partial sums per chunk
+        return max(d for d in range(1, max_rows + 1) if k % d == 0)
+    unit = ps // math.gcd(ps, mX)         # smallest row count holding whole partial sums
+    return unit * max(1, max_rows // unit)
+
+
+def _conv_grad(geo, canvas, hid3, partialSum, res):
+    """res[p, k, f] = sum over modules m of partial sum p, images n of
+    cols[k, m, n] * hidActs[f, m, n]."""
+    C, N, mX, fs = geo.numImgColors, hid3.shape[2], geo.numModulesX, geo.filterSize
+    K = C * geo.filterPixels
+    max_rows = max(1, filter_acts.COLS_CHUNK_BYTES // (K * mX * N * 4))
+    R = min(geo.numModulesY, _chunk_plan(geo.numModulesY, mX, partialSum, max_rows))
+    cols = np.empty((K, R * mX * N), dtype=np.float32)
+    for row0 in range(0, geo.numModulesY, R):
+        rows = min(R, geo.numModulesY - row0)
+        m0, m1 = row0 * mX, (row0 + rows) * mX
+        c = cols[:, :rows * mX * N]
+        np.copyto(c.reshape(C, fs, fs, rows, mX, N),
+                  patch_view(canvas, fs, geo.moduleStride, row0, rows, mX))
+        if m1 - m0 >= partialSum:
+            # whole partial sums [p0, p1): one GEMM each, (Kg, ps*N) @ (ps*N, Fg)
+            p0, p1 = m0 // partialSum, m1 // partialSum
+            span = partialSum * N
+            for _, fs_, ks in geo.groups():
+                a = c[ks].reshape(geo.Kg, p1 - p0, span).transpose(1, 0, 2)
+                b = hid3[fs_, m0:m1].reshape(geo.numFiltersPerGroup, p1 - p0, span)
+                np.matmul(a, b.transpose(1, 2, 0), out=res[p0:p1, :, fs_])
+        else:
+            # a piece of one partial sum: accumulate
+            p = m0 // partialSum
+            first = m0 % partialSum == 0
+            for _, fs_, ks in geo.groups():
+                b = hid3[fs_, m0:m1].reshape(geo.numFiltersPerGroup, -1)
+                if first:
+                    np.matmul(c[ks], b.T, out=res[p, :, fs_])
+                else:
+                    res[p, :, fs_] += c[ks] @ b.T
+
+
+def convWeightActs(images, hidActs, targets, imgSizeY, numModulesY, numModulesX, filterSize,
+                   paddingStart, moduleStride, numImgColors, numGroups, partialSum,
+                   scaleTargets=0.0, scaleOutput=1.0):
+    """Filter gradient of convFilterActs, as partial sums over groups of modules.
+
+    images:   (numImgColors * imgSizeY * imgSizeX, numImages)
+    hidActs:  (numFilters * numModulesY * numModulesX, numImages)
+    targets:  (numModules/partialSum * numFilterColors * filterSize^2, numFilters), written
+              in place; partialSum 0 means numModules (a single sum)
+
+    targets[p, c, fy, fx, f] = scaleTargets*targets + scaleOutput * sum over modules m in
+    [p*partialSum, (p+1)*partialSum) (m = my*numModulesX + mx) and images n of
+        images[g*fc + c, top(my) + fy, left(mx) + fx, n] * hidActs[f, m, n]
+    for f in group g. Summed over p this is the adjoint of convFilterActs in the filters.
+    """
+    fn = "convWeightActs"
+    geo = _check(fn, images, hidActs, imgSizeY, numModulesY, numModulesX, filterSize,
+                 paddingStart, moduleStride, numImgColors, numGroups)
+    if partialSum < 0:
+        raise ValueError("%s: partialSum must be >= 0, got %d" % (fn, partialSum))
+    partialSum = geo.numModules if partialSum == 0 else partialSum
+    numPartials = exact_div(fn, "numModules by partialSum", geo.numModules, partialSum)
+    check_matrix(fn, "targets", targets, numPartials * geo.Kg, geo.numFilters, writeable=True)
+
+    numImages = images.shape[1]
+    canvas = geo.canvas(images.reshape(numImgColors, imgSizeY, geo.imgSizeX, numImages))
+    hid3 = hidActs.reshape(geo.numFilters, geo.numModules, numImages)
+    tgt3 = targets.reshape(numPartials, geo.Kg, geo.numFilters)
+    if writes_directly(scaleTargets, scaleOutput):
+        _conv_grad(geo, canvas, hid3, partialSum, tgt3)
+    else:
+        res = np.empty_like(tgt3)
+        _conv_grad(geo, canvas, hid3, partialSum, res)
+        scale_store(tgt3, res, scaleTargets, scaleOutput)
+
+
+def localWeightActs(images, hidActs, targets, imgSizeY, numModulesY, numModulesX, filterSize,
+                    paddingStart, moduleStride, numImgColors, numGroups, scaleTargets=0.0,
+                    scaleOutput=1.0):
+    """Filter gradient of localFilterActs (the original runs weightActs with partialSum 1).
+
+    images:   (numImgColors * imgSizeY * imgSizeX, numImages)
+    hidActs:  (numFilters * numModulesY * numModulesX, numImages)
+    targets:  (numModules * numFilterColors * filterSize^2, numFilters), written in place
+
+    targets[m, c, fy, fx, f] = scaleTargets*targets + scaleOutput * sum over n of
+        images[g*fc + c, top(my) + fy, left(mx) + fx, n] * hidActs[f, m, n].
+    """
+    fn = "localWeightActs"
+    geo = _check(fn, images, hidActs, imgSizeY, numModulesY, numModulesX, filterSize,
+                 paddingStart, moduleStride, numImgColors, numGroups)
+    check_matrix(fn, "targets", targets, geo.numModules * geo.Kg, geo.numFilters,
+                 writeable=True)
+    numImages = images.shape[1]
+    canvas = geo.canvas(images.reshape(numImgColors, imgSizeY, geo.imgSizeX, numImages))
+    cols = local_cols(geo, canvas)
+    hid3 = hidActs.reshape(geo.numFilters, geo.numModules, numImages)
+    tgt3 = targets.reshape(geo.numModules, geo.Kg, geo.numFilters)
+    direct = writes_directly(scaleTargets, scaleOutput)
+    res = tgt3 if direct else np.empty_like(tgt3)
+    for _, fs_, ks in geo.groups():
+        # per module: (Kg, N) @ (N, Fg)
+        np.matmul(cols[:, ks], hid3[fs_].transpose(1, 2, 0), out=res[:, :, fs_])
+    if not direct:
+        scale_store(tgt3, res, scaleTargets, scaleOutput)

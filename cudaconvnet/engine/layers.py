@@ -1,0 +1,775 @@
+"""One class per 2012 layer type: fpropActs, bpropActs and, for weight layers,
+bpropWeights / bpropBiases, written once for any backend.
+
+Stands for layer.cu (cuda-convnet r561 and the AlexNet 2012 code). Every layer holds its
+output `acts` (features, cases) and, while back-propagating, `actsGrad`: the negative
+gradient of the cost with respect to its output, as 2012 propagated it.
+"""
+from ..layer import ALEXNET
+from .neurons import Neuron
+from .weights import Weights
+
+PASS_TRAIN, PASS_TEST, PASS_GC = "train", "test", "gc"
+
+
+class EngineError(Exception):
+    """A net the engine cannot run (e.g. back-propagation through a resize layer)."""
+
+
+class Layer:
+    """Base: collects inputs, allocates outputs, passes gradients to the layers below."""
+
+    def __init__(self, net, dic):
+        self.net, self.be, self.dic = net, net.be, dic
+        self.name, self.type = dic["name"], dic["type"]
+        self.chm = net.dialect == ALEXNET
+        self.outputs = dic["outputs"]
+        self._gradConsumer = bool(dic.get("gradConsumer", False))
+        self._foundGradConsumers = False
+        self.prev, self.next = [], []
+        self.inputs = []
+        self.acts = None
+        self.actsGrad = None
+        self.rcvdBInputs = 0
+        self.numGradProducersNext = 0
+
+    # -- graph ----------------------------------------------------------------------------
+    def addNext(self, layer):
+        self.next.append(layer)
+
+    def postInit(self):
+        self.numGradProducersNext = sum(l.isGradProducer() for l in self.next)
+
+    def isGradConsumer(self):
+        """Does this layer, or one below it, need the gradient (for a weight update)?"""
+        if not self._foundGradConsumers:
+            self._gradConsumer = self._gradConsumer or any(p.isGradConsumer() for p in self.prev)
+            self._foundGradConsumers = True
+        return self._gradConsumer
+
+    def isGradProducer(self):
+        return True
+
+    def reset(self):
+        self.rcvdBInputs = 0
+
+    # -- passes ---------------------------------------------------------------------------
+    def numCases(self):
+        return self.inputs[0].shape[1]
+
+    def alloc(self, attr, rows, cols):
+        """A persistent (rows, cols) work matrix, re-allocated only when its shape changes."""
+        m = getattr(self, attr, None)
+        if m is None or m.shape != (rows, cols):
+            m = self.be.empty(rows, cols)
+            setattr(self, attr, m)
+        return m
+
+    def fprop(self, inputs, passType):
+        self.inputs = inputs
+        self.acts = self.alloc("_acts", self.outputs, self.numCases())
+        for i in range(len(inputs)):
+            self.fpropActs(i, 0.0 if i == 0 else 1.0, passType)
+
+    def prevGrad(self, i, scaleTargets):
+        """The gradient matrix of input i, to be written with scaleTargets."""
+        p = self.prev[i]
+        if p.actsGrad is None or p.actsGrad.shape != p.acts.shape:
+            p.actsGrad = self.be.empty(*p.acts.shape)
+            if scaleTargets != 0:
+                raise EngineError("layer '%s': accumulating into an unset gradient" % p.name)
+        return p.actsGrad
+
+    def bprop(self, passType):
+        v = self.actsGrad
+        self.bpropCommon(v, passType)
+        if self.isGradProducer():
+            for i, p in enumerate(self.prev):
+                if p.isGradConsumer():
+                    self.bpropActs(v, i, 1.0 if p.rcvdBInputs > 0 else 0.0, passType)
+                    p.rcvdBInputs += 1
+
+    def bpropCommon(self, v, passType):
+        pass
+
+    def fpropActs(self, inpIdx, scaleTargets, passType):
+        raise NotImplementedError
+
+    def bpropActs(self, v, inpIdx, scaleTargets, passType):
+        raise EngineError("Layer '%s' of type '%s' cannot propagate a gradient" % (self.name, self.type))
+
+    # weight layers override these
+    def updateWeights(self, progress):
+        pass
+
+    def copyToCPU(self):
+        pass
+
+    def copyToGPU(self):
+        pass
+
+
+class DataLayer(Layer):
+    def __init__(self, net, dic):
+        super().__init__(net, dic)
+        self.dataIdx = dic["dataIdx"]
+
+    def fprop(self, inputs, passType):  # inputs: the minibatch's data matrices
+        self.acts = inputs[self.dataIdx]
+
+    def isGradProducer(self):
+        return False
+
+
+class NeuronLayer(Layer):
+    def __init__(self, net, dic):
+        super().__init__(net, dic)
+        self.neuron = Neuron(self.be, dic["neuron"], net.dialect)
+
+    def fpropActs(self, inpIdx, scaleTargets, passType):
+        self.neuron.activate(self.inputs[0], self.acts)
+
+    def bpropActs(self, v, inpIdx, scaleTargets, passType):
+        nxt = self.next
+        if (self.chm and self.neuron.kind == "logistic" and len(nxt) == 1 and nxt[0].type == "cost.crossent2"):
+            # logistic units under cross-entropy: the whole gradient at once, coeff*(t - y)
+            labels, coeff = nxt[0].prev[0].acts, nxt[0].coeff
+            target = self.prevGrad(0, scaleTargets)
+            if scaleTargets == 0:
+                self.be.scale(labels, coeff, target)
+                self.be.add(target, self.acts, 1.0, -coeff)
+            else:
+                self.be.add(target, labels, 1.0, coeff)
+                self.be.add(target, self.acts, 1.0, -coeff)
+            return
+        self.neuron.computeInputGrad(v, self.prevGrad(0, scaleTargets), scaleTargets > 0)
+
+
+# -- layers with weights -------------------------------------------------------------------
+class WeightLayer(Layer):
+    wStep, bStep = 0.001, 0.002  # finite-difference steps of the gradient check (cc)
+    chm_steps = (0.02, 0.05)
+
+    def __init__(self, net, dic):
+        super().__init__(net, dic)
+        if self.chm:
+            self.wStep, self.bStep = self.chm_steps
+        be = self.be
+        accumulate = self.chm or self.accumulates_in_cc
+        self.weights = []
+        for i in range(len(dic["weights"])):
+            src_layer, src_idx = self.weight_source(i)
+            common = dict(sched=dic.get("schedW"), lr_rng=net.lr_rng)
+            if src_layer is not None:
+                src = (self if src_layer is self else src_layer).weights[src_idx]
+                self.weights.append(Weights(be, None, None, dic["epsW"][i], src=src, accumulate=accumulate, **common))
+            else:
+                wball = dic["wballNormed"][i] if "wballNormed" in dic else 0.0
+                self.weights.append(Weights(be, dic["weights"][i], dic["weightsInc"][i], dic["epsW"][i], dic["momW"][i],
+                                            dic["wc"][i], wball, superEps=dic.get("superEps", 0.0),
+                                            accumulate=accumulate, **common))
+        self.biases = Weights(be, dic["biases"], dic["biasesInc"], dic["epsB"], dic["momB"], 0.0,
+                              sched=dic.get("schedB"), superEps=dic.get("superEps", 0.0), lr_rng=net.lr_rng)
+
+    accumulates_in_cc = True
+
+    def weight_source(self, i):
+        """(layer, matrix index) this layer's matrix i is shared from, or (None, -1)."""
+        dic = self.dic
+        if "weightSourceLayers" in dic:
+            name = dic["weightSourceLayers"][i]
+            if name == "":
+                return None, -1
+            return (self if name == self.name else self.net.layer_by_name[name]), dic["weightSourceMatrixIndices"][i]
+        idx = dic["weightSourceLayerIndices"][i]
+        if idx < 0:
+            return None, -1
+        name = self.net.dict_names[idx] if idx < len(self.net.dict_names) else self.name
+        return (self if name == self.name else self.net.layer_by_name[name]), dic["weightSourceMatrixIndices"][i]
+
+    def gradScale(self, passType):
+        """1 in a gradient check, 1/numCases in training (eps is applied at the update)."""
+        return 1.0 if passType == PASS_GC else 1.0 / self.numCases()
+
+    def bpropCommon(self, v, passType):
+        if self.biases.getBaseRate() > 0:
+            self.bpropBiases(v, passType)
+            self.biases.incNumUpdates()
+        for i, w in enumerate(self.weights):
+            if w.getBaseRate() > 0:
+                self.bpropWeights(v, i, passType)
+                w.incNumUpdates()
+
+    def updateWeights(self, progress):
+        for w in self.weights:
+            w.update(progress)
+        self.biases.update(progress)
+        if self.chm:
+            self.constrainWeights()
+
+    def constrainWeights(self):
+        pass
+
+    def copyToCPU(self):
+        for w in self.weights:
+            w.copyToCPU()
+        self.biases.copyToCPU()
+
+    def copyToGPU(self):
+        for w in self.weights:
+            w.copyToGPU()
+        self.biases.copyToGPU()
+
+    def checkGradients(self):
+        for i, w in enumerate(self.weights):
+            self.net.checkGradient("%s weights[%d]" % (self.name, i), self.wStep, w)
+        self.net.checkGradient("%s biases" % self.name, self.bStep, self.biases)
+
+    def _constrain_ball(self, i, per_module=None):
+        """wball: scale each filter (column) whose norm exceeds wball back onto the ball."""
+        import numpy as np
+        w = self.weights[i]
+        if not (w.wball > 0 and w.isOwner() and w.getBaseRate() > 0):
+            return
+        W = self.be.to_host(w.W)
+        view = W if per_module is None else W.reshape(per_module, -1, W.shape[1])
+        norm2 = (view.astype(np.float64) ** 2).sum(axis=-2, keepdims=True)
+        scale = np.where(norm2 > w.wball ** 2, w.wball / np.sqrt(norm2), 1.0).astype(np.float32)
+        self.be.copy(self.be.array((view * scale).reshape(W.shape)), w.W)
+
+
+class FCLayer(WeightLayer):
+    wStep, bStep = 0.1, 0.01
+    chm_steps = (0.01, 0.01)
+    accumulates_in_cc = False  # cc's fc wrote weightsInc directly: see Weights
+
+    def fpropActs(self, inpIdx, scaleTargets, passType):
+        be = self.be
+        be.addProduct(self.acts, self.weights[inpIdx].W, self.inputs[inpIdx], scaleTargets, 1.0, transA=True)
+        if scaleTargets == 0:
+            be.addVector(self.acts, be.reshape(self.biases.W, self.outputs, 1))
+
+    def bpropActs(self, v, inpIdx, scaleTargets, passType):
+        self.be.addProduct(self.prevGrad(inpIdx, scaleTargets), self.weights[inpIdx].W, v, scaleTargets, 1.0)
+
+    def bpropBiases(self, v, passType):
+        b = self.biases
+        self.be.addSum(self.be.reshape(b.Grad, self.outputs, 1), v, 1, b.gradScaleTarget(), self.gradScale(passType))
+
+    def bpropWeights(self, v, inpIdx, passType):
+        w = self.weights[inpIdx]
+        self.be.addProduct(w.Grad, self.inputs[inpIdx], v, w.gradScaleTarget(), self.gradScale(passType), transB=True)
+
+    def constrainWeights(self):
+        for i in range(len(self.weights)):
+            self._constrain_ball(i)
+
+
+class LocalLayer(WeightLayer):
+    """conv and local: the geometry both share, and sparse random connectivity (randSparse:
+    filter group g sees the colours filterConns[g*filterChannels:(g+1)*filterChannels])."""
+
+    def __init__(self, net, dic):
+        super().__init__(net, dic)
+        self.padding, self.stride = dic["padding"], dic["stride"]
+        self.filterSize, self.channels = dic["filterSize"], dic["channels"]
+        self.imgSize, self.groups = dic["imgSize"], dic["groups"]
+        self.filterChannels, self.filterPixels = dic["filterChannels"], dic["filterPixels"]
+        self.numFilters, self.modulesX, self.modules = dic["filters"], dic["modulesX"], dic["modules"]
+        self.randSparse, self.overSample = dic["randSparse"], dic["overSample"]
+        self.filterConns = [self.be.int_array(c) if rs else None for c, rs in zip(dic["filterConns"], self.randSparse)]
+
+    def geometry(self, i):
+        """The kernels' arguments after the module count: padding start, stride, colours,
+        (filter colours and the colour list for sparse inputs,) groups."""
+        if self.randSparse[i]:
+            return (self.padding[i], self.stride[i], self.channels[i], self.filterChannels[i], self.groups[i])
+        return (self.padding[i], self.stride[i], self.channels[i], self.groups[i])
+
+    def sparse(self, i, name):
+        """The dense or the sparse variant of a kernel, with the colour list bound."""
+        if not self.randSparse[i]:
+            return getattr(self.be, name)
+        kernel, conns = getattr(self.be, name + "Sparse"), self.filterConns[i]
+        return lambda a, b, c, *rest: kernel(a, b, c, conns, *rest)
+
+    def imgActs(self, name, v, inpIdx, scaleTargets):
+        """bpropActs through a (sparse) imgActs kernel. A sparse input seen overSample times
+        gets overSample gradient blocks, summed here."""
+        img = self.imgSize[inpIdx]
+        args = (img, img, self.modulesX) + self.geometry(inpIdx)
+        target = self.prevGrad(inpIdx, scaleTargets)
+        k = self.overSample[inpIdx]
+        if self.randSparse[inpIdx] and k > 1:
+            tmp = self.alloc("_actGradTmp", k * target.shape[0], target.shape[1])
+            self.sparse(inpIdx, name)(v, self.weights[inpIdx].W, tmp, *args, 0.0, 1.0)
+            self.be.addSum(self.be.reshape(target, 1, target.size),
+                           self.be.reshape(tmp, k, target.size), 0, scaleTargets, 1.0)
+        else:
+            self.sparse(inpIdx, name)(v, self.weights[inpIdx].W, target, *args, scaleTargets, 1.0)
+
+
+class ConvLayer(LocalLayer):
+    def __init__(self, net, dic):
+        super().__init__(net, dic)
+        self.partialSum, self.sharedBiases = dic["partialSum"], dic["sharedBiases"]
+
+    def fpropActs(self, inpIdx, scaleTargets, passType):
+        be = self.be
+        self.sparse(inpIdx, "convFilterActs")(self.inputs[inpIdx], self.weights[inpIdx].W, self.acts,
+                                              self.imgSize[inpIdx], self.modulesX, self.modulesX,
+                                              *self.geometry(inpIdx), scaleTargets, 1.0)
+        if scaleTargets == 0:
+            n = self.numCases()
+            if self.sharedBiases:
+                be.addVector(be.reshape(self.acts, self.numFilters, self.modules * n), self.biases.W)
+            else:
+                be.addVector(self.acts, self.biases.W)
+
+    def bpropBiases(self, v, passType):
+        be, b = self.be, self.biases
+        n = v.shape[1]
+        src = be.reshape(v, self.numFilters, self.modules * n) if self.sharedBiases else v
+        be.addSum(b.Grad, src, 1, b.gradScaleTarget(), self.gradScale(passType))
+
+    def bpropWeights(self, v, inpIdx, passType):
+        be, w = self.be, self.weights[inpIdx]
+        kernel = self.sparse(inpIdx, "convWeightActs")
+        args = (self.imgSize[inpIdx], self.modulesX, self.modulesX, self.filterSize[inpIdx]) + self.geometry(inpIdx)
+        rows = self.filterChannels[inpIdx] * self.filterPixels[inpIdx]
+        if self.partialSum > 0:
+            # per-group partial sums first, then their sum: 2012's two steps
+            sums = self.modules // self.partialSum
+            tmp = self.alloc("_weightGradTmp", sums * rows, self.numFilters)
+            kernel(self.inputs[inpIdx], v, tmp, *args, self.partialSum, 0.0, self.gradScale(passType))
+            be.addSum(be.reshape(w.Grad, 1, rows * self.numFilters), be.reshape(tmp, sums, rows * self.numFilters),
+                      0, w.gradScaleTarget(), 1.0)
+        else:
+            kernel(self.inputs[inpIdx], v, w.Grad, *args, 0, w.gradScaleTarget(), self.gradScale(passType))
+
+    def bpropActs(self, v, inpIdx, scaleTargets, passType):
+        self.imgActs("convImgActs", v, inpIdx, scaleTargets)
+
+    def constrainWeights(self):
+        import numpy as np
+        zeros = [0.0] * len(self.weights)
+        for i, w in enumerate(self.weights):
+            lo, hi = self.dic.get("wcNormMin", zeros)[i], self.dic.get("wcNormMax", zeros)[i]
+            if hi > 0 and w.isOwner() and w.getBaseRate() > 0:
+                # keep each zero-mean filter's RMS within [wcNormMin, wcNormMax]
+                W = self.be.to_host(w.W)
+                fz = W.shape[0]
+                rms = np.sqrt(((W - W.sum(0, keepdims=True) / fz) ** 2).sum(0, keepdims=True)) / fz
+                with np.errstate(divide="ignore"):
+                    scale = np.where(rms < lo, lo / rms, np.where(rms > hi, hi / rms, 1.0)).astype(np.float32)
+                self.be.copy(self.be.array(W * scale), w.W)
+            self._constrain_ball(i)
+
+
+class LocalUnsharedLayer(LocalLayer):
+    accumulates_in_cc = False  # like fc, cc's local layer wrote weightsInc directly
+
+    def fpropActs(self, inpIdx, scaleTargets, passType):
+        self.sparse(inpIdx, "localFilterActs")(self.inputs[inpIdx], self.weights[inpIdx].W, self.acts,
+                                               self.imgSize[inpIdx], self.modulesX, self.modulesX,
+                                               *self.geometry(inpIdx), scaleTargets, 1.0)
+        if scaleTargets == 0:
+            self.be.addVector(self.acts, self.biases.W)
+
+    def bpropBiases(self, v, passType):
+        b = self.biases
+        self.be.addSum(b.Grad, v, 1, b.gradScaleTarget(), self.gradScale(passType))
+
+    def bpropWeights(self, v, inpIdx, passType):
+        w = self.weights[inpIdx]
+        args = (self.imgSize[inpIdx], self.modulesX, self.modulesX, self.filterSize[inpIdx]) + self.geometry(inpIdx)
+        self.sparse(inpIdx, "localWeightActs")(self.inputs[inpIdx], v, w.Grad, *args,
+                                               w.gradScaleTarget(), self.gradScale(passType))
+
+    def bpropActs(self, v, inpIdx, scaleTargets, passType):
+        self.imgActs("localImgActs", v, inpIdx, scaleTargets)
+
+    def constrainWeights(self):
+        for i in range(len(self.weights)):
+            self._constrain_ball(i, per_module=self.modules)
+
+
+# -- layers without weights ------------------------------------------------------------------
+class SoftmaxLayer(Layer):
+    def __init__(self, net, dic):
+        super().__init__(net, dic)
+        self.doLogregGrad = True
+
+    def fpropActs(self, inpIdx, scaleTargets, passType):
+        self.be.softmax(self.inputs[0], self.acts)
+
+    def bpropActs(self, v, inpIdx, scaleTargets, passType):
+        target = self.prevGrad(0, scaleTargets)
+        nxt = self.next
+        if self.doLogregGrad and len(nxt) == 1 and nxt[0].type == "cost.logreg":
+            # softmax + logistic regression in one step, for numerical stability
+            self.be.computeLogregSoftmaxGrad(nxt[0].prev[0].acts, self.acts, target, scaleTargets == 1, nxt[0].coeff)
+        else:
+            self.be.computeSoftmaxGrad(self.acts, v, target, scaleTargets == 1)
+
+
+class ConcatenationLayer(Layer):
+    def __init__(self, net, dic):
+        super().__init__(net, dic)
+        self.copyOffsets = list(dic["copyOffsets"]) + [self.outputs]
+
+    def fpropActs(self, inpIdx, scaleTargets, passType):
+        lo, hi = self.copyOffsets[inpIdx], self.copyOffsets[inpIdx + 1]
+        self.be.copy(self.inputs[inpIdx], self.acts[lo:hi])
+
+    def bpropActs(self, v, inpIdx, scaleTargets, passType):
+        lo, hi = self.copyOffsets[inpIdx], self.copyOffsets[inpIdx + 1]
+        self.be.add(self.prevGrad(inpIdx, scaleTargets), v[lo:hi], scaleTargets, 1.0)
+
+
+class EltwiseSumLayer(Layer):
+    def __init__(self, net, dic):
+        super().__init__(net, dic)
+        self.coeffs = dic["coeffs"]
+
+    def fpropActs(self, inpIdx, scaleTargets, passType):
+        if scaleTargets == 0:
+            self.be.scale(self.inputs[inpIdx], self.coeffs[inpIdx], self.acts)
+        else:
+            self.be.add(self.acts, self.inputs[inpIdx], 1.0, self.coeffs[inpIdx])
+
+    def bpropActs(self, v, inpIdx, scaleTargets, passType):
+        target = self.prevGrad(inpIdx, scaleTargets)
+        if scaleTargets == 0:
+            self.be.scale(v, self.coeffs[inpIdx], target)
+        else:
+            self.be.add(target, v, scaleTargets, self.coeffs[inpIdx])
+
+
+class EltwiseMaxLayer(Layer):
+    def fpropActs(self, inpIdx, scaleTargets, passType):
+        if inpIdx == 1:
+            self.be.maximum(self.inputs[1], self.inputs[0], self.acts)
+        elif inpIdx > 1:
+            self.be.maximum(self.acts, self.inputs[inpIdx], self.acts)
+
+    def bpropActs(self, v, inpIdx, scaleTargets, passType):
+        self.be.computeEltwiseMaxGrad(v, self.inputs[inpIdx], self.acts, self.prevGrad(inpIdx, scaleTargets),
+                                      scaleTargets != 0)
+
+
+class HiddenSexLayer(Layer):
+    """'hs' (dropout, 2012): in training keep each unit with probability `keep`; at test
+    time (and in gradient checks) multiply by `keep`."""
+
+    def __init__(self, net, dic):
+        super().__init__(net, dic)
+        self.enable, self.keep = dic["enable"], dic["keep"]
+        self.mask = None
+
+    def fpropActs(self, inpIdx, scaleTargets, passType):
+        if self.enable and passType == PASS_TRAIN:
+            self.mask = self.be.uniform_mask(self.inputs[0].shape, self.keep)
+            self.be.eltwiseMult(self.inputs[0], self.mask, self.acts)
+        else:
+            self.be.scale(self.inputs[0], self.keep, self.acts)
+
+    def bpropActs(self, v, inpIdx, scaleTargets, passType):
+        be, target = self.be, self.prevGrad(inpIdx, scaleTargets)
+        if self.enable and passType == PASS_TRAIN:
+            if scaleTargets != 0:
+                tmp = self.alloc("_tmp", *v.shape)
+                be.eltwiseMult(v, self.mask, tmp)
+                be.add(target, tmp)
+            else:
+                be.eltwiseMult(v, self.mask, target)
+        elif scaleTargets != 0:
+            be.add(target, v, 1.0, self.keep)
+        else:
+            be.scale(v, self.keep, target)
+
+
+class PoolLayer(Layer):
+    def __init__(self, net, dic):
+        super().__init__(net, dic)
+        for k in ("channels", "sizeX", "start", "stride", "outputsX", "imgSize", "pool"):
+            setattr(self, k, dic[k])
+
+
+class AvgPoolLayer(PoolLayer):
+    def fpropActs(self, inpIdx, scaleTargets, passType):
+        self.be.convLocalPool(self.inputs[0], self.acts, self.channels, self.sizeX, self.start, self.stride,
+                              self.outputsX, "avg")
+
+    def bpropActs(self, v, inpIdx, scaleTargets, passType):
+        self.be.convLocalAvgUndo(v, self.prevGrad(0, scaleTargets), self.sizeX, self.start, self.stride,
+                                 self.outputsX, self.imgSize, scaleTargets, 1.0)
+
+
+class MaxPoolLayer(PoolLayer):
+    """'max', and the AlexNet code's 'maxabs' (the value of largest magnitude)."""
+
+    def fpropActs(self, inpIdx, scaleTargets, passType):
+        self.be.convLocalPool(self.inputs[0], self.acts, self.channels, self.sizeX, self.start, self.stride,
+                              self.outputsX, "maxabs" if self.pool == "maxabs" else "max")
+
+    def bpropActs(self, v, inpIdx, scaleTargets, passType):
+        self.be.convLocalMaxUndo(self.inputs[0], v, self.acts, self.prevGrad(0, scaleTargets), self.sizeX,
+                                 self.start, self.stride, self.outputsX, scaleTargets, 1.0)
+
+
+class NailbedLayer(Layer):
+    def fpropActs(self, inpIdx, scaleTargets, passType):
+        d = self.dic
+        self.be.convBedOfNails(self.inputs[0], self.acts, d["channels"], d["imgSize"], d["start"], d["stride"], 0.0, 1.0)
+
+    def bpropActs(self, v, inpIdx, scaleTargets, passType):
+        d = self.dic
+        self.be.convBedOfNailsUndo(v, self.prevGrad(0, scaleTargets), d["channels"], d["imgSize"], d["start"],
+                                   d["stride"], scaleTargets, 1.0)
+
+
+class GaussianBlurLayer(Layer):
+    def __init__(self, net, dic):
+        super().__init__(net, dic)
+        self.channels = dic["channels"]
+        self.filter = self.be.array(dic["filter"])
+
+    def fpropActs(self, inpIdx, scaleTargets, passType):
+        tmp = self.alloc("_tmp", *self.acts.shape)
+        self.be.convGaussianBlur(self.inputs[0], self.filter, tmp, True, self.channels, 0.0, 1.0)
+        self.be.convGaussianBlur(tmp, self.filter, self.acts, False, self.channels, 0.0, 1.0)
+
+    def bpropActs(self, v, inpIdx, scaleTargets, passType):
+        tmp = self.alloc("_tmp", *v.shape)
+        self.be.convGaussianBlur(v, self.filter, tmp, True, self.channels, 0.0, 1.0)
+        self.be.convGaussianBlur(tmp, self.filter, self.prevGrad(0, scaleTargets), False, self.channels,
+                                 scaleTargets, 1.0)
+
+
+class HorizontalReflectionLayer(Layer):
+    def fpropActs(self, inpIdx, scaleTargets, passType):
+        self.be.convReflectHorizontal(self.inputs[0], self.acts, self.dic["imgSize"])
+
+    def bpropActs(self, v, inpIdx, scaleTargets, passType):
+        self.be.convReflectHorizontal(v, self.prevGrad(0, scaleTargets), self.dic["imgSize"], scaleTargets, 1.0)
+
+
+class ResizeLayer(Layer):
+    def fpropActs(self, inpIdx, scaleTargets, passType):
+        d = self.dic
+        self.be.convResizeBilinear(self.inputs[0], self.acts, d["imgSize"], d["tgtSize"], d["scale"])
+
+
+class RGBToYUVLayer(Layer):
+    def fpropActs(self, inpIdx, scaleTargets, passType):
+        self.be.convRGBToYUV(self.inputs[0], self.acts)
+
+
+class RGBToLABLayer(Layer):
+    def fpropActs(self, inpIdx, scaleTargets, passType):
+        self.be.convRGBToLAB(self.inputs[0], self.acts, self.dic["center"])
+
+
+class RandomScaleLayer(Layer):
+    """rscale. cuda-convnet r561 parsed it but had no such layer in its C++ (it stopped
+    with 'Unknown layer type'); the AlexNet code's: in training, rescale by a random factor
+    and take a random tgtSize crop; in testing, the centre crop."""
+
+    def __init__(self, net, dic):
+        super().__init__(net, dic)
+        if not self.chm:
+            raise EngineError("Layer '%s': cuda-convnet r561 has no rscale layer in its engine "
+                              "(use the alexnet dialect)" % self.name)
+        self.channels, self.maxScale = dic["channels"], dic["maxScale"]
+        self.imgSize, self.tgtSize = dic["imgSize"], dic["tgtSize"]
+        minScaled = int(self.imgSize / self.maxScale)
+        numScales = self.imgSize - minScaled + 1
+        numCrops = numScales * (numScales + 1) * (2 * numScales + 1) // 6
+        # each scale is drawn in proportion to the number of crops it holds
+        self.scaleProbs = [1.0 / numCrops]
+        for s in range(1, numScales):
+            self.scaleProbs.append(self.scaleProbs[s - 1] + (s + 1) * (s + 1) / numCrops)
+
+    def fpropActs(self, inpIdx, scaleTargets, passType):
+        be = self.be
+        if passType == PASS_TRAIN:
+            r = be.rand()
+            rescaled, factor = self.tgtSize, self.maxScale
+            for s, p in enumerate(self.scaleProbs):
+                if r <= p:
+                    rescaled += s
+                    end = self.imgSize / float(rescaled)
+                    start = max(1.0, self.imgSize / (1.0 + rescaled))
+                    factor = start + be.rand() * (end - start)
+                    break
+            maxStart = rescaled - self.tgtSize
+            y0, x0 = be.randint(1 + maxStart), be.randint(1 + maxStart)
+            if rescaled == self.imgSize:
+                be.convCrop(self.inputs[0], self.acts, rescaled, self.tgtSize, y0, x0)
+            else:
+                big = be.empty(self.channels * rescaled * rescaled, self.numCases())
+                be.convResizeBilinear(self.inputs[0], big, self.imgSize, rescaled, factor)
+                be.convCrop(big, self.acts, rescaled, self.tgtSize, y0, x0)
+        else:
+            c = (self.imgSize - self.tgtSize) // 2
+            be.convCrop(self.inputs[0], self.acts, self.imgSize, self.tgtSize, c, c)
+
+
+class ResponseNormLayer(Layer):
+    def __init__(self, net, dic):
+        super().__init__(net, dic)
+        self.channels, self.size, self.scale, self.pow = dic["channels"], dic["size"], dic["scale"], dic["pow"]
+
+    def fpropActs(self, inpIdx, scaleTargets, passType):
+        self.denoms = self.alloc("_denoms", *self.acts.shape)
+        self.be.convResponseNorm(self.inputs[0], self.denoms, self.acts, self.channels, self.size, self.scale, self.pow)
+
+    def bpropActs(self, v, inpIdx, scaleTargets, passType):
+        self.be.convResponseNormUndo(v, self.denoms, self.inputs[0], self.acts, self.prevGrad(0, scaleTargets),
+                                     self.channels, self.size, self.scale, self.pow, scaleTargets, 1.0)
+
+
+class CrossMapResponseNormLayer(ResponseNormLayer):
+    def __init__(self, net, dic):
+        super().__init__(net, dic)
+        self.blocked = dic["blocked"]
+        self.minDiv = dic.get("minDiv", 1.0)  # the 'k' of the paper: 1 in cuda-convnet r561
+
+    def fpropActs(self, inpIdx, scaleTargets, passType):
+        self.denoms = self.alloc("_denoms", *self.acts.shape)
+        self.be.convResponseNormCrossMap(self.inputs[0], self.denoms, self.acts, self.channels, self.size, self.scale,
+                                         self.pow, self.blocked, minDiv=self.minDiv)
+
+    def bpropActs(self, v, inpIdx, scaleTargets, passType):
+        self.be.convResponseNormCrossMapUndo(v, self.denoms, self.inputs[0], self.acts, self.prevGrad(0, scaleTargets),
+                                             self.channels, self.size, self.scale, self.pow, self.blocked,
+                                             scaleTargets, 1.0)
+
+
+class ContrastNormLayer(ResponseNormLayer):
+    def fpropActs(self, inpIdx, scaleTargets, passType):
+        be, images = self.be, self.inputs[0]
+        self.meanDiffs = self.alloc("_meanDiffs", *images.shape)
+        self.denoms = self.alloc("_denoms", *images.shape)
+        # the local mean over a size x size window centred on each pixel, subtracted
+        be.convLocalPool(images, self.meanDiffs, self.channels, self.size, -(self.size // 2), 1, self.dic["imgSize"], "avg")
+        be.add(self.meanDiffs, images, -1.0, 1.0)
+        be.convContrastNorm(images, self.meanDiffs, self.denoms, self.acts, self.channels, self.size, self.scale, self.pow)
+
+    def bpropActs(self, v, inpIdx, scaleTargets, passType):
+        self.be.convContrastNormUndo(v, self.denoms, self.meanDiffs, self.acts, self.prevGrad(inpIdx, scaleTargets),
+                                     self.channels, self.size, self.scale, self.pow, scaleTargets, 1.0)
+
+
+# -- costs ----------------------------------------------------------------------------------
+class CostLayer(Layer):
+    def __init__(self, net, dic):
+        super().__init__(net, dic)
+        self.coeff = dic["coeff"]
+        self.costv = []
+
+    def fprop(self, inputs, passType):
+        self.inputs = inputs
+        for i in range(len(inputs)):
+            self.fpropActs(i, 0.0 if i == 0 else 1.0, passType)
+
+    def bprop(self, passType):
+        if self.coeff != 0:
+            Layer.bprop(self, passType)
+
+    def isGradProducer(self):
+        return self.coeff != 0
+
+    def getCost(self):
+        return list(self.costv)
+
+
+class LogregCostLayer(CostLayer):
+    """-log p(label) and the error rate (AlexNet code: also the top-k error)."""
+
+    def __init__(self, net, dic):
+        super().__init__(net, dic)
+        self.topk = dic.get("topk", 1)
+
+    def fpropActs(self, inpIdx, scaleTargets, passType):
+        if inpIdx != 0:
+            return
+        self.computeCost(self.inputs[0], self.inputs[1])
+
+    def computeCost(self, labels, probs):
+        be = self.be
+        n = labels.shape[1]
+        self.acts = self.alloc("_acts", 1, n)
+        correct = self.alloc("_correct", 1, n)
+        if self.topk == 1:
+            be.computeLogregCost(labels, probs, self.acts, correct)
+            top1 = be.sum(correct)
+            topk = top1
+        else:
+            inTopK = self.alloc("_topk", 1, n)
+            be.computeMultiSoftmaxCost(labels, probs, probs, self.acts, correct, inTopK, self.topk, False)
+            top1, topk = be.sum(correct), be.sum(inTopK)
+        self.costv = [-be.sum(self.acts), n - top1]
+        if self.chm:
+            self.costv.append(n - topk)
+
+    def bpropActs(self, v, inpIdx, scaleTargets, passType):
+        if inpIdx != 1:
+            return
+        p = self.prev[1]
+        # under a softmax, the softmax layer computes the whole gradient itself
+        if len(p.next) > 1 or p.type != "softmax":
+            self.be.computeLogregGrad(self.inputs[0], self.inputs[1], self.prevGrad(1, scaleTargets),
+                                      scaleTargets == 1, self.coeff)
+
+
+class SumOfSquaresCostLayer(CostLayer):
+    def fpropActs(self, inpIdx, scaleTargets, passType):
+        x = self.inputs[0]
+        self.acts = self.alloc("_acts", *x.shape)
+        self.be.square(x, self.acts)
+        self.costv = [self.be.sum(self.acts)]
+
+    def bpropActs(self, v, inpIdx, scaleTargets, passType):
+        self.be.add(self.prevGrad(inpIdx, scaleTargets), self.inputs[0], scaleTargets, -2.0 * self.coeff)
+
+
+def make_layer(net, dic):
+    """The engine layer for a parsed layer dict."""
+    t = dic["type"]
+    if t == "pool":
+        cls = {"avg": AvgPoolLayer, "max": MaxPoolLayer, "maxabs": MaxPoolLayer}.get(dic["pool"])
+        if cls is None:
+            raise EngineError("Layer '%s': pool=%s is not supported by this engine yet" % (dic["name"], dic["pool"]))
+        return cls(net, dic)
+    cls = LAYER_CLASSES.get(t)
+    if cls is None:
+        raise EngineError("Layer '%s': layer type '%s' is not supported by this engine yet" % (dic["name"], t))
+    return cls(net, dic)
+
+
+LAYER_CLASSES = {
+    "data": DataLayer,
+    "fc": FCLayer,
+    "conv": ConvLayer,
+    "local": LocalUnsharedLayer,
+    "softmax": SoftmaxLayer,
+    "eltsum": EltwiseSumLayer,
+    "eltmax": EltwiseMaxLayer,
+    "neuron": NeuronLayer,
+    "rnorm": ResponseNormLayer,
+    "cnorm": ContrastNormLayer,
+    "cmrnorm": CrossMapResponseNormLayer,
+    "nailbed": NailbedLayer,
+    "blur": GaussianBlurLayer,
+    "href": HorizontalReflectionLayer,
+    "resize": ResizeLayer,
+    "rgb2yuv": RGBToYUVLayer,
+    "rgb2lab": RGBToLABLayer,
+    "rscale": RandomScaleLayer,
+    "concat": ConcatenationLayer,
+    "hs": HiddenSexLayer,
+    "cost.logreg": LogregCostLayer,
+    "cost.sum2": SumOfSquaresCostLayer,
+}
