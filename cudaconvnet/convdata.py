@@ -118,7 +118,8 @@ class _CIFARBase(LabeledMemoryDataProvider):
         dp_params = {} if dp_params is None else dp_params
         LabeledMemoryDataProvider.__init__(self, data_dir, batch_range, init_epoch,
                                            init_batchnum, dp_params, test)
-        self.num_colors = 3
+        # CIFAR is 3 colours; batches.meta may say otherwise (e.g. the 1-colour digits demo)
+        self.num_colors = int(self.batch_meta.get("num_colors", 3))
         self.img_size = _img_size(self.get_raw_dims(), self.num_colors)
         self.raw_data_mean = self._load_mean()
 
@@ -188,8 +189,8 @@ class CIFARDataProvider(_CIFARBase):
         return self.img_size ** 2 * self.num_colors if idx == 0 else 1
 
     def get_plottable_data(self, data):
-        """(N, size, size, 3) float32 in [0, 1] for plotting."""
-        return np.require((data + self.data_mean).T.reshape(data.shape[1], 3, self.img_size,
+        """(N, size, size, colours) float32 in [0, 1] for plotting."""
+        return np.require((data + self.data_mean).T.reshape(data.shape[1], self.num_colors, self.img_size,
                                                             self.img_size)
                           .transpose(0, 2, 3, 1) / 255.0, dtype=np.single)
 
@@ -213,7 +214,7 @@ class CroppedCIFARDataProvider(_CIFARBase):
         self.data_mult = self.num_views if self.multiview else 1
         self.rng = make_rng(dp_params)
         b, i = self.border_size, self.inner_size
-        self.data_mean = self.raw_data_mean.reshape(3, self.img_size, self.img_size)[
+        self.data_mean = self.raw_data_mean.reshape(self.num_colors, self.img_size, self.img_size)[
             :, b:b + i, b:b + i].reshape(self.get_data_dims(), 1)
         for d in self.data_dic.values():
             d["labels"] = np.require(np.tile(d["labels"], (1, self.data_mult)), requirements="C")
@@ -231,10 +232,10 @@ class CroppedCIFARDataProvider(_CIFARBase):
     def prepare_batch(self, dic, epoch, batchnum):
         x = dic["data"]
         n = x.shape[1]
-        y = x.reshape(3, self.img_size, self.img_size, n)
+        y = x.reshape(self.num_colors, self.img_size, self.img_size, n)
         i = self.inner_size
         cropped = np.empty((self.get_data_dims(), n * self.data_mult), dtype=np.single)
-        out = cropped.reshape(3, i, i, n * self.data_mult)
+        out = cropped.reshape(self.num_colors, i, i, n * self.data_mult)
         if self.test:
             if self.multiview:
                 crop_views(y, out, self.border_size, i, n)
@@ -247,10 +248,10 @@ class CroppedCIFARDataProvider(_CIFARBase):
         return [cropped, dic["labels"]]
 
     def get_data_dims(self, idx=0):
-        return self.inner_size ** 2 * 3 if idx == 0 else 1
+        return self.inner_size ** 2 * self.num_colors if idx == 0 else 1
 
     def get_plottable_data(self, data):
-        return np.require((data + self.data_mean).T.reshape(data.shape[1], 3, self.inner_size,
+        return np.require((data + self.data_mean).T.reshape(data.shape[1], self.num_colors, self.inner_size,
                                                             self.inner_size)
                           .transpose(0, 2, 3, 1) / 255.0, dtype=np.single)
 

@@ -66,6 +66,7 @@ class ConvNet:
         self.data_layers = [l for l in self.layers if isinstance(l, DataLayer)]
         self.costs = [l for l in self.layers if isinstance(l, CostLayer)]
         self.num_cases = 0
+        self.minis_since_update = 0
 
     # -- one minibatch ----------------------------------------------------------------------
     def reset(self):
@@ -114,14 +115,19 @@ class ConvNet:
             return self.be.array(d[:, start:end])
         return self.be.slice_cols(d, start, end)
 
-    def train_batch(self, data, progress=0.0):
-        """fprop, bprop and update for each minibatch of a batch; returns its Cost."""
+    def train_batch(self, data, progress=0.0, wupdate_freq=1):
+        """fprop, bprop and update for each minibatch of a batch; returns its Cost.
+        With wupdate_freq=k the weights are updated after every k-th minibatch, the
+        gradients of the others adding up (the AlexNet code's --wupdate-freq)."""
         cost = Cost(0)
         for mini in self.minibatches(data):
             self.fprop(mini, PASS_TRAIN)
             cost += self.getCost()
             self.bprop(PASS_TRAIN)
-            self.updateWeights(progress)
+            self.minis_since_update += 1
+            if self.minis_since_update >= wupdate_freq:
+                self.updateWeights(progress)
+                self.minis_since_update = 0
         return cost
 
     def test_batch(self, data):
@@ -131,9 +137,11 @@ class ConvNet:
             cost += self.getCost()
         return cost
 
-    def multiview_test(self, data, num_views, logreg_name=None):
+    def multiview_test(self, data, num_views, logreg_name=None, return_probs=False):
         """The data hold num_views copies of each case (view v of case k in column v*N + k):
-        average the softmax over views, then apply logistic regression (worker.cu)."""
+        average the softmax over views, then apply logistic regression (worker.cu).
+        Returns the Cost, and with return_probs the averaged probabilities of the first
+        logreg layer as a host (cases, classes) matrix (--test-out)."""
         if logreg_name:
             if logreg_name not in self.layer_by_name or self.layer_by_name[logreg_name].type != "cost.logreg":
                 raise EngineError("Layer with name '%s' not defined or not of type cost.logreg." % logreg_name)
@@ -148,6 +156,7 @@ class ConvNet:
         n = total // num_views
         be = self.be
         cost = Cost(0)
+        probs_out = []
         for start in range(0, n, self.minibatch_size):
             end = min(n, start + self.minibatch_size)
             sums = {}
@@ -162,8 +171,12 @@ class ConvNet:
             for lr in logregs:
                 be.scale(sums[lr.name], 1.0 / num_views, sums[lr.name])
                 lr.computeCost(lr.prev[0].acts, sums[lr.name])
+            if return_probs:
+                probs_out.append(be.to_host(sums[logregs[0].name]).T)
             cost += self.getCost()
-        return cost
+        if return_probs:
+            return cost, np.ascontiguousarray(np.concatenate(probs_out, axis=0))
+        return cost, None
 
     def _copy(self, m):
         c = self.be.empty(*m.shape)

@@ -141,6 +141,15 @@ def seed(s):
     _rng = np.random.default_rng(s)
 
 
+def get_rng_state():
+    """The generator's state, to store in a checkpoint."""
+    return _rng.bit_generator.state
+
+
+def set_rng_state(state):
+    _rng.bit_generator.state = state
+
+
 def uniform_mask(shape, keep):
     """1 where a uniform draw in [0, 1) is below `keep`, else 0 (the 2012 dropout mask)."""
     return (_rng.random(shape, dtype=f32) < f32(keep)).astype(f32)

@@ -1,0 +1,329 @@
+"""The ConvNet model: its options, the 2012 printout, test aggregation, gradient checks.
+
+Stands for convnet.py (cuda-convnet r561 and the AlexNet 2012 code). `python -m
+cudaconvnet.convnet` trains like 2012's `python convnet.py`; `--demo` trains the digits net
+of layers_cfg/ on scikit-learn's handwritten digits, on the CPU.
+"""
+import copy
+import math
+import os
+import sys
+
+import numpy as np
+
+from . import layer as lay
+from .backends import BackendUnavailable, get_backend
+from .convdata import CIFARDataProvider, CroppedCIFARDataProvider, DummyConvNetDataProvider  # noqa: F401 (registers)
+from .data import DataProvider, DataProviderException
+from .engine.layers import EngineError, PASS_TEST
+from .engine.net import ConvNet as Engine
+from .gpumodel import IGPUModel, ModelStateException, StopTraining, run_main
+from .options import (BooleanOptionParser, FloatOptionParser, IntegerOptionParser, ListOptionParser,
+                      StringOptionParser)
+from .py2dict import Py2Dict
+from .util import pickle
+
+NL = os.linesep
+
+
+class ConvNet(IGPUModel):
+    def __init__(self, op, load_dic, dp_params=None, out=None):
+        dp_params = {} if dp_params is None else dp_params
+        for v in ("multiview_test", "crop_border", "color_noise", "pca_noise", "scalar_mean", "minibatch_size"):
+            dp_params[v] = op.get_value(v)
+        if op.get_value("seed") >= 0:
+            dp_params["seed"] = op.get_value("seed")
+        IGPUModel.__init__(self, "ConvNet", op, load_dic, [], dp_params=dp_params, out=out)
+
+    # -- the model --------------------------------------------------------------------------
+    def dialect(self):
+        d = self.opt("dialect")
+        if d in lay.DIALECTS:
+            return d
+        if self.load_dic:  # a 2012 checkpoint: the AlexNet code kept a dict, cuda-convnet a list
+            return lay.ALEXNET if isinstance(self.model_state["layers"], dict) else lay.CUDA_CONVNET
+        d, why = lay.detect_dialect(self.opt("layer_def"), self.opt("layer_params"))
+        self.p("Dialect: %s (%s)" % (d, why))
+        self.op.set_value("dialect", d, parse=False)
+        return d
+
+    def init_model_state(self):
+        ms = self.model_state
+        dialect = self.dialect()
+        if dialect == lay.ALEXNET and not self.options["num_gpus"].value_given and not self.load_dic:
+            self._num_gpus_from_config()
+        if self.opt("seed") >= 0 and not self.load_dic:
+            np.random.seed(self.opt("seed"))  # the initial weights: 2012's very draws for a given seed
+        try:
+            if self.load_dic:
+                ms["layers"] = lay.LayerParser.parse_layers(self.opt("layer_def"), self.opt("layer_params"), self,
+                                                            ms["layers"], dialect=dialect)
+            else:
+                ms["layers"] = lay.LayerParser.parse_layers(self.opt("layer_def"), self.opt("layer_params"), self,
+                                                            dialect=dialect)
+        except lay.LayerParsingError as e:
+            raise StopTraining(str(e))
+        layers = ms["layers"]
+        self.layers_dic = layers if isinstance(layers, dict) else {l["name"]: l for l in layers}
+        if self.opt("logreg_name"):
+            self.get_layer_idx(self.opt("logreg_name"), check_type="cost.logreg")
+        for name in self.opt("conv_to_local"):
+            if name in self.layers_dic and self.layers_dic[name]["type"] == "conv":
+                key = name if isinstance(layers, dict) else [l["name"] for l in layers].index(name)
+                lay.LocalLayerParser.conv_to_local(layers, key)
+        for name_str in self.opt("unshare_weights"):
+            if name_str:
+                parsed = lay.WeightLayerParser.get_layer_name(name_str)
+                if parsed is None:
+                    raise StopTraining("Invalid layer name '%s'; unable to unshare." % name_str)
+                name, idx = parsed
+                if name not in self.layers_dic:
+                    raise StopTraining("Layer '%s' does not exist; unable to unshare" % name)
+                lay.WeightLayerParser.unshare_weights(self.layers_dic[name], layers, matrix_idx=idx)
+        self.op.set_value("conv_to_local", [], parse=False)
+        self.op.set_value("unshare_weights", [], parse=False)
+
+    def _num_gpus_from_config(self):
+        """The AlexNet code checks gpu=N against the number of GPUs; this engine runs every
+        layer on one device, so without --num-gpus the config's own count is taken."""
+        mcp = lay._read_config(self.opt("layer_def"))
+        gpus = [lay.py2_int(mcp._sections[s]["gpu"]) for s in mcp.sections() if "gpu" in mcp._sections[s]
+                and mcp._sections[s]["gpu"].strip().lstrip("-").isdigit()]
+        if gpus:
+            self.op.set_value("num_gpus", max(gpus) + 1, parse=False)
+            self.op.set_value("gpu", [-1] * (max(gpus) + 1), parse=False)
+
+    def get_layer_idx(self, layer_name, check_type=None):
+        if layer_name not in self.layers_dic:
+            raise StopTraining("Layer with name '%s' not defined." % layer_name)
+        layer_type = self.layers_dic[layer_name]["type"]
+        if check_type and layer_type != check_type:
+            raise StopTraining("Layer with name '%s' has type '%s'; should be '%s'." % (layer_name, layer_type, check_type))
+        return layer_name
+
+    def import_model(self):
+        self.p("=========================")
+        try:
+            self.backend = get_backend(self.opt("backend"))
+        except BackendUnavailable as e:
+            raise StopTraining(str(e))
+        self.p("Importing the %s engine" % self.backend.NAME)
+
+    def init_model_lib(self):
+        try:
+            if self.backend.NAME == "cuda":
+                self.backend.use_device(self.opt("gpu")[0])
+            self.libmodel = Engine(self.model_state["layers"], self.opt("minibatch_size"), self.backend,
+                                   dialect=self.dialect(), seed=self.opt("seed") if self.opt("seed") >= 0 else None,
+                                   out=self.p)
+        except EngineError as e:
+            raise StopTraining(str(e))
+        if self.load_dic and "engine_rng" in self.model_state:
+            self.backend.set_rng_state(self.model_state["engine_rng"])
+
+    def device_description(self):
+        if self.backend.NAME == "numpy":
+            return "the CPU (NumPy engine)"
+        return IGPUModel.device_description(self)
+
+    def fill_excused_options(self):
+        if self.opt("check_grads"):
+            self.op.set_value("save_path", "")
+            self.op.set_value("train_batch_range", "0")
+            self.op.set_value("test_batch_range", "0")
+            self.op.set_value("data_path", "")
+
+    def init_data_providers(self):
+        if self.opt("check_grads"):  # a dummy provider needs no files
+            try:
+                self.dp_params["convnet"] = self
+                dp = DataProvider.get_instance(None, [0], type=self.opt("dp_type"), dp_params=self.dp_params)
+            except DataProviderException as e:
+                raise StopTraining("Unable to create data provider: %s" % e)
+            self.train_data_provider = self.test_data_provider = dp
+            return
+        IGPUModel.init_data_providers(self)
+
+    # -- batches ------------------------------------------------------------------------------
+    def parse_batch_data(self, batch_data, train=True):
+        if any(d.dtype != np.single for d in batch_data[2]):
+            raise StopTraining("All matrices returned by data provider must consist of single-precision floats.")
+        return batch_data
+
+    def progress(self):
+        total = self.opt("num_epochs") * len(self.opt("train_batch_range"))
+        return min(1.0, max(0.0, float(self.get_num_batches_done() - 1) / total))
+
+    def start_batch(self, batch_data, train=True):
+        data = batch_data[2]
+        net = self.libmodel
+        try:
+            if self.opt("check_grads"):
+                failures, tests = net.checkGradients(data)
+                raise StopTraining("", 1 if failures else 0)
+            if not train and self.opt("multiview_test"):
+                num_views = self.test_data_provider.num_views
+                cost, probs = net.multiview_test(data, num_views, self.opt("logreg_name") or None,
+                                                 return_probs=bool(self.opt("test_out")))
+                if self.opt("test_out"):
+                    self.write_test_out(batch_data[1], probs)
+            elif train:
+                cost = net.train_batch(data, self.progress(), self.opt("wupdate_freq"))
+            else:
+                cost = net.test_batch(data)
+        except EngineError as e:
+            raise StopTraining(str(e))
+        self.batch_result = cost.as_2012()
+
+    def finish_batch(self):
+        return self.batch_result
+
+    def write_test_out(self, batchnum, probs):
+        os.makedirs(self.opt("test_out"), exist_ok=True)
+        pickle(os.path.join(self.opt("test_out"), "test_preds_%d" % batchnum),
+               {"data": probs, "note": "generated from %s" % os.path.join(self.save_path, self.save_file)})
+
+    def sync_with_host(self):
+        self.libmodel.copyToCPU()
+
+    # -- printing (the 2012 lines) ------------------------------------------------------------
+    def print_iteration(self):
+        self.p("%d.%d..." % (self.epoch, self.batchnum), comma=True)
+
+    def print_train_time(self, compute_time_py):
+        self.p("(%.3f sec)" % compute_time_py)
+
+    def print_costs(self, cost_outputs):
+        """Each cost averaged over the cases, in the order a Python 2 dict gave them;
+        divides the stored sums in place, as 2012 did (the checkpoint keeps the averages)."""
+        costs, num_cases = cost_outputs[0], cost_outputs[1]
+        p = self.p
+        for errname in _py2_order(costs):
+            costs[errname] = [(v / num_cases) for v in costs[errname]]
+            p("%s: " % errname, comma=True)
+            p(", ".join("%6f" % v for v in costs[errname]), comma=True)
+            if any(math.isnan(v) or math.isinf(v) for v in costs[errname]):
+                p("^ got nan or inf!")
+                raise StopTraining("", 1)
+
+    def print_train_results(self):
+        self.print_costs(self.train_outputs[-1])
+
+    def print_test_results(self):
+        p = self.p
+        p("")
+        p("======================Test output======================")
+        self.print_costs(self.test_outputs[-1])
+        if self.dialect() == lay.ALEXNET:
+            p(NL + "----------------------Averages-------------------------")
+            n = len(self.opt("test_batch_range"))
+            self.print_costs((self.aggregate_test_outputs(self.test_outputs[-n:])[0], min(len(self.test_outputs), n)))
+        p("")
+        p("-------------------------------------------------------", comma=True)
+        layers = self.model_state["layers"]
+        ordered = [layers[k] for k in sorted(layers)] if isinstance(layers, dict) else layers
+        for l in ordered:
+            if "weights" in l:
+                p("")
+                p(NL.join("Layer '%s' weights[%d]: %e [%e]" % (l["name"], i, np.mean(np.abs(w)), np.mean(np.abs(wi)))
+                          for i, (w, wi) in enumerate(zip(l["weights"], l["weightsInc"]))), comma=True)
+                p("%sLayer '%s' biases: %e [%e]" % (NL, l["name"], np.mean(np.abs(l["biases"])),
+                                                     np.mean(np.abs(l["biasesInc"]))), comma=True)
+        p("")
+
+    def format_batch_output(self, output):
+        costs, n = output
+        return "(%s, %d)" % (_py2_repr(costs), n)
+
+    def conditional_save(self):
+        self.save_state()
+        p = self.p
+        p("-------------------------------------------------------")
+        p("Saved checkpoint to %s" % os.path.join(self.save_path, self.save_file))
+        p("=======================================================", comma=True)
+
+    def save_state(self):
+        self.model_state["engine_rng"] = self.backend.get_rng_state()
+        IGPUModel.save_state(self)
+
+    def aggregate_test_outputs(self, test_outputs):
+        test_outputs = copy.deepcopy(test_outputs)
+        num_cases = sum(t[1] for t in test_outputs)
+        for i in range(1, len(test_outputs)):
+            for k, v in test_outputs[i][0].items():
+                for j in range(len(v)):
+                    test_outputs[0][0][k][j] += test_outputs[i][0][k][j]
+        return (test_outputs[0][0], num_cases)
+
+    # -- options ---------------------------------------------------------------------------------
+    @classmethod
+    def get_options_parser(cls):
+        op = IGPUModel.get_options_parser()
+        op.add_option("mini", "minibatch_size", IntegerOptionParser, "Minibatch size", default=128)
+        op.add_option("layer-def", "layer_def", StringOptionParser, "Layer definition file", set_once=True)
+        op.add_option("layer-params", "layer_params", StringOptionParser, "Layer parameter file")
+        op.add_option("check-grads", "check_grads", BooleanOptionParser, "Check gradients and quit?", default=0,
+                      excuses=["data_path", "save_path", "train_batch_range", "test_batch_range"])
+        op.add_option("multiview-test", "multiview_test", BooleanOptionParser, "Cropped DP: test on multiple patches?",
+                      default=0)
+        op.add_option("crop-border", "crop_border", IntegerOptionParser, "Cropped DP: crop border size", default=4,
+                      set_once=True)
+        op.add_option("logreg-name", "logreg_name", StringOptionParser,
+                      "Cropped DP: logreg layer name (for --multiview-test)", default="")
+        op.add_option("conv-to-local", "conv_to_local", ListOptionParser(StringOptionParser),
+                      "Convert given conv layers to unshared local", default=[])
+        op.add_option("unshare-weights", "unshare_weights", ListOptionParser(StringOptionParser),
+                      "Unshare weight matrices in given layers", default=[])
+        op.add_option("conserve-mem", "conserve_mem", BooleanOptionParser, "Conserve GPU memory (slower)?", default=0)
+        # the AlexNet code's additions
+        op.add_option("color-noise", "color_noise", FloatOptionParser, "Add PCA noise to color channels with given scale",
+                      default=0.0)
+        op.add_option("test-out", "test_out", StringOptionParser, "Output test case predictions to given path",
+                      default="", requires=["logreg_name", "multiview_test"])
+        op.add_option("pca-noise", "pca_noise", FloatOptionParser, "Add PCA noise to pixels with given scale", default=0.0)
+        op.add_option("scalar-mean", "scalar_mean", FloatOptionParser,
+                      "Subtract scalar pixel mean (as opposed to vector)?", default=False)
+        op.add_option("wupdate-freq", "wupdate_freq", IntegerOptionParser,
+                      "Weight update (inverse) frequency, in minibatches (1 = every minibatch)", default=1)
+        # this port's
+        op.add_option("backend", "backend", StringOptionParser, "Engine: numpy, cuda or auto (the GPU if there is one)",
+                      default="auto")
+        op.add_option("dialect", "dialect", StringOptionParser,
+                      "Config dialect: cuda-convnet, alexnet or auto", default="auto", set_once=True)
+        op.add_option("seed", "seed", IntegerOptionParser,
+                      "Random seed (initial weights, data, dropout; -1: unseeded, as 2012)", default=-1)
+
+        op.delete_option("max_test_err")
+        op.options["max_filesize_mb"].default = 0
+        op.options["testing_freq"].default = 50
+        op.options["num_epochs"].default = 50000
+        op.options["dp_type"].default = None
+        return op
+
+
+def _py2_order(costs):
+    """The cost names in the order 2012 printed them: a Python 2 dict filled in name order."""
+    d = Py2Dict()
+    for k in sorted(costs):
+        d[k] = None
+    return list(d)
+
+
+def _py2_repr(costs):
+    return "{" + ", ".join("%r: %r" % (k, costs[k]) for k in _py2_order(costs)) + "}"
+
+
+def main(argv=None):
+    argv = sys.argv[1:] if argv is None else argv
+    if argv and argv[0] == "--demo":
+        from .demo import run_demo
+        return run_demo(argv[1:])
+    op = ConvNet.get_options_parser()
+    op, load_dic = IGPUModel.parse_options(op, argv)
+    model = ConvNet(op, load_dic)
+    model.start()
+    return 0
+
+
+if __name__ == "__main__":
+    run_main(main)

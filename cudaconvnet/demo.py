@@ -1,0 +1,82 @@
+"""The built-in demo: 2012 batch files from scikit-learn's handwritten digits, then the 2012
+training loop on the CPU with layers_cfg/layers-digits.cfg.
+
+New in this port (2012 had no demo). The digits are the 1,797 8x8 scans that scikit-learn
+ships; a seeded shuffle puts 1,437 (80%) in training batches 1-4 and 360 in test batch 5.
+"""
+import argparse
+import os
+from pathlib import Path
+
+import numpy as np
+
+from .gpumodel import IGPUModel, StopTraining
+from .util import pickle
+
+LAYERS_CFG = Path(__file__).resolve().parent.parent / "layers_cfg"
+NUM_TRAIN = 1437
+TRAIN_BATCHES, TEST_BATCH = 4, 5
+
+
+def make_digit_batches(dst, seed=0, num_train=NUM_TRAIN, train_batches=TRAIN_BATCHES):
+    """Writes data_batch_1..train_batches (training) and data_batch_<train_batches+1> (test)
+    and batches.meta into dst, in the cuda-convnet layout: data (64, N) float32 pixel values
+    0-255, labels a list, data_mean (64, 1) of the training images. Returns (train, test) sizes."""
+    from sklearn.datasets import load_digits  # scikit-learn ships the data set: no download
+
+    digits = load_digits()
+    images = np.asarray(digits.images, dtype=np.float32) * np.float32(255.0 / 16.0)  # 0-16 -> 0-255
+    labels = np.asarray(digits.target, dtype=np.int64)
+    order = np.random.RandomState(seed).permutation(len(labels))
+    images, labels = images[order], labels[order]
+    data = np.ascontiguousarray(images.reshape(len(labels), -1).T)  # (64, N), pixels row by row
+    os.makedirs(dst, exist_ok=True)
+    splits = np.array_split(np.arange(num_train), train_batches) + [np.arange(num_train, len(labels))]
+    for b, idx in enumerate(splits, 1):
+        pickle(os.path.join(dst, "data_batch_%d" % b),
+               {"data": np.ascontiguousarray(data[:, idx]), "labels": [int(l) for l in labels[idx]],
+                "batch_label": "digits batch %d of %d" % (b, len(splits))})
+    pickle(os.path.join(dst, "batches.meta"),
+           {"data_mean": data[:, :num_train].mean(axis=1, keepdims=True, dtype=np.float64).astype(np.float32),
+            "num_vis": data.shape[0], "num_colors": 1, "img_size": 8, "label_names": [str(d) for d in range(10)],
+            "num_cases_per_batch": [len(s) for s in splits], "dp_type": "cifar"})
+    return num_train, len(labels) - num_train
+
+
+def run_demo(argv):
+    ap = argparse.ArgumentParser(prog="python -m cudaconvnet.convnet --demo",
+                                 description="Train layers_cfg/layers-digits.cfg on scikit-learn's handwritten digits.")
+    ap.add_argument("--out", default="cudaconvnet-demo", help="folder for the batches and checkpoints")
+    ap.add_argument("--epochs", type=int, default=40)
+    ap.add_argument("--backend", default="numpy", help="numpy (default: the demo runs on the CPU), cuda or auto")
+    ap.add_argument("--seed", type=int, default=0)
+    args = ap.parse_args(argv)
+
+    layer_def, layer_params = LAYERS_CFG / "layers-digits.cfg", LAYERS_CFG / "layer-params-digits.cfg"
+    if not layer_def.exists():
+        raise StopTraining("the demo needs %s (run it from a checkout of the project)" % layer_def)
+    batches = os.path.join(args.out, "digits-batches")
+    ntrain, ntest = make_digit_batches(batches, seed=args.seed)
+    print("Wrote handwritten-digit batches to %s: %d training digits in batches 1-%d, %d test digits in batch %d"
+          % (batches, ntrain, TRAIN_BATCHES, ntest, TEST_BATCH))
+
+    from .convnet import ConvNet
+    cmd = ["--data-path=%s" % batches, "--save-path=%s" % args.out, "--data-provider=cifar",
+           "--train-range=1-%d" % TRAIN_BATCHES, "--test-range=%d" % TEST_BATCH, "--test-freq=%d" % TRAIN_BATCHES,
+           "--layer-def=%s" % layer_def, "--layer-params=%s" % layer_params, "--epochs=%d" % args.epochs,
+           "--mini=128", "--backend=%s" % args.backend, "--seed=%d" % args.seed]
+    op, load_dic = IGPUModel.parse_options(ConvNet.get_options_parser(), cmd)
+    model = ConvNet(op, load_dic)
+    model.start()
+
+    costs = model.test_outputs[-1][0]["logprob"]  # per case, after printing
+    ckpt = os.path.join(model.save_path, model.save_file)
+    print()
+    print("Demo finished: test error %.2f%% (%d of %d held-out digits), -log p = %.4f." %
+          (100 * costs[1], round(costs[1] * ntest), ntest, costs[0]))
+    print("Checkpoints: %s" % ckpt)
+    print("Resume for 10 more epochs:  python -m cudaconvnet.convnet -f %s --epochs=%d" % (ckpt, args.epochs + 10))
+    print("Test only:                  python -m cudaconvnet.convnet -f %s --test-only=1" % ckpt)
+    print("Pictures:                   python -m cudaconvnet.shownet -f %s --show-cost=logprob --show-filters=conv1"
+          % ckpt)
+    return 0

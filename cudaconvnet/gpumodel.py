@@ -1,0 +1,332 @@
+"""The 2012 training loop: options, data providers, train/test cycle, checkpoints, resume.
+
+Stands for gpumodel.py (IGPUModel). Checkpoints are <save-path>/<model>__<date>/<epoch>.<batch>
+pickles of {"model_state": ..., "op": OptionsParser}, written atomically; `-f DIR` resumes
+from the newest one, merging its options with the new command line as 2012 did.
+"""
+import os
+import re
+import sys
+from time import asctime, localtime, strftime, time
+
+from . import options as opts
+from .data import DataProvider, DataProviderException, dp_types
+from .options import (BooleanOptionParser, FloatOptionParser, IntegerOptionParser, ListOptionParser,
+                      OptionExpression, OptionsParser, RangeOptionParser, StringOptionParser)
+from .printer import Py2Print
+from .util import UnpickleError, alphanum_key, pickle, register_pickle_class, unpickle
+
+NL = os.linesep
+CHECKPOINT_RE = re.compile(r"^\d+\.\d+$")
+
+
+class ModelStateException(Exception):
+    pass
+
+
+class StopTraining(Exception):
+    """Ends a run early with a message and an exit status (2012 called sys.exit here)."""
+
+    def __init__(self, message="", status=1):
+        super().__init__(message)
+        self.message, self.status = message, status
+
+
+def _register_checkpoint_classes():
+    """What a checkpoint may contain beyond plain data: the option objects, under the 2012
+    module name (options.X) and ours."""
+    for cls in opts.PICKLE_CLASSES:
+        register_pickle_class("options", cls.__name__, cls)
+        register_pickle_class("cudaconvnet.options", cls.__name__, cls)
+
+
+_register_checkpoint_classes()
+
+
+class IGPUModel:
+    def __init__(self, model_name, op, load_dic, filename_options=None, dp_params=None, out=None):
+        self.model_name = model_name
+        self.op = op
+        self.options = op.options
+        self.load_dic = load_dic
+        self.filename_options = filename_options
+        self.dp_params = {} if dp_params is None else dp_params
+        self.p = out or Py2Print()
+        self.fill_excused_options()
+
+        if load_dic:
+            self.model_state = load_dic["model_state"]
+            self.save_file = self.opt("load_file")
+            if not os.path.isdir(self.save_file):
+                self.save_file = os.path.dirname(self.save_file)
+            # the folder name; the save path is the folder above it
+            self.save_path_override = os.path.dirname(os.path.abspath(self.save_file))
+            self.save_file = os.path.basename(os.path.normpath(self.save_file))
+        else:
+            self.model_state = {}
+            if filename_options is not None:
+                self.save_file = model_name + "_" + "_".join("%s_%s" % (char, self.options[opt].get_str_value())
+                                                             for opt, char in filename_options) \
+                    + "_" + strftime("%Y-%m-%d_%H.%M.%S")
+            self.model_state["train_outputs"] = []
+            self.model_state["test_outputs"] = []
+            self.model_state["epoch"] = 1
+            self.model_state["batchnum"] = self.opt("train_batch_range")[0]
+        self.epoch = self.model_state["epoch"]
+        self.batchnum = self.model_state["batchnum"]
+        self.train_outputs = self.model_state["train_outputs"]
+        self.test_outputs = self.model_state["test_outputs"]
+
+        self.init_data_providers()
+        if load_dic:
+            self.train_data_provider.advance_batch()
+        self.init_model_state()
+        self.import_model()
+        self.init_model_lib()
+
+    def opt(self, name):
+        return self.op.get_value(name)
+
+    @property
+    def save_path(self):
+        return getattr(self, "save_path_override", None) or self.opt("save_path")
+
+    # -- hooks the model fills in --------------------------------------------------------------
+    def import_model(self):
+        pass
+
+    def init_model_lib(self):
+        pass
+
+    def init_model_state(self):
+        pass
+
+    def fill_excused_options(self):
+        pass
+
+    def init_data_providers(self):
+        self.dp_params["convnet"] = self
+        try:
+            self.test_data_provider = DataProvider.get_instance(self.opt("data_path"), self.opt("test_batch_range"),
+                                                                type=self.opt("dp_type"), dp_params=self.dp_params,
+                                                                test=True)
+            self.train_data_provider = DataProvider.get_instance(self.opt("data_path"), self.opt("train_batch_range"),
+                                                                 self.model_state["epoch"], self.model_state["batchnum"],
+                                                                 type=self.opt("dp_type"), dp_params=self.dp_params,
+                                                                 test=False)
+        except DataProviderException as e:
+            raise StopTraining("Unable to create data provider: %s" % e)
+
+    # -- the loop ------------------------------------------------------------------------------
+    def start(self):
+        if self.opt("test_only"):
+            self.test_outputs += [self.get_test_error()]
+            self.print_test_results()
+            return
+        self.train()
+
+    def train(self):
+        p = self.p
+        p("=========================")
+        p("Training %s" % self.model_name)
+        self.op.print_values()
+        p("=========================")
+        self.print_model_state()
+        p("Running on %s" % self.device_description())
+        p("Current time: %s" % asctime(localtime()))
+        p("Saving checkpoints to %s" % os.path.join(self.save_path, self.save_file))
+        p("=========================")
+        next_data = self.get_next_batch()
+        # As in 2012, the loop tests the epoch of the batch just trained, so the first
+        # batch of epoch num_epochs + 1 is trained too before it stops.
+        while self.epoch <= self.opt("num_epochs"):
+            data = next_data
+            self.epoch, self.batchnum = data[0], data[1]
+            self.print_iteration()
+            compute_time_py = time()
+            self.start_batch(data)
+            next_data = self.get_next_batch()
+            batch_output = self.finish_batch()
+            self.train_outputs += [batch_output]
+            self.print_train_results()
+            if self.get_num_batches_done() % self.opt("testing_freq") == 0:
+                self.sync_with_host()
+                self.test_outputs += [self.get_test_error()]
+                self.print_test_results()
+                self.print_test_status()
+                self.conditional_save()
+            self.print_train_time(time() - compute_time_py)
+
+    def device_description(self):
+        return "CUDA device(s) %s" % ", ".join("%d" % d for d in self.opt("gpu"))
+
+    def sync_with_host(self):
+        pass
+
+    def print_model_state(self):
+        pass
+
+    def get_num_batches_done(self):
+        r = self.opt("train_batch_range")
+        return len(r) * (self.epoch - 1) + self.batchnum - r[0] + 1
+
+    def get_next_batch(self, train=True):
+        dp = self.train_data_provider if train else self.test_data_provider
+        try:
+            return self.parse_batch_data(dp.get_next_batch(), train=train)
+        except DataProviderException as e:
+            raise StopTraining(str(e))
+
+    def parse_batch_data(self, batch_data, train=True):
+        return batch_data[0], batch_data[1], batch_data[2]["data"]
+
+    def start_batch(self, batch_data, train=True):
+        raise NotImplementedError
+
+    def finish_batch(self):
+        raise NotImplementedError
+
+    def print_iteration(self):
+        self.p("\t%d.%d..." % (self.epoch, self.batchnum), comma=True)
+
+    def print_train_time(self, compute_time_py):
+        self.p("(%.3f sec)" % compute_time_py)
+
+    def print_train_results(self):
+        pass
+
+    def print_test_results(self):
+        pass
+
+    def print_test_status(self):
+        pass
+
+    def conditional_save(self):
+        self.save_state()
+
+    def aggregate_test_outputs(self, test_outputs):
+        raise NotImplementedError
+
+    def get_test_error(self):
+        next_data = self.get_next_batch(train=False)
+        test_outputs = []
+        r = self.opt("test_batch_range")
+        while True:
+            data = next_data
+            self.start_batch(data, train=False)
+            load_next = not self.opt("test_one") and data[1] < r[-1]
+            if load_next:
+                next_data = self.get_next_batch(train=False)
+            test_outputs += [self.finish_batch()]
+            if self.opt("test_only"):  # each batch's result, for safety
+                self.p("batch %d: %s" % (data[1], self.format_batch_output(test_outputs[-1])))
+            if not load_next:
+                break
+        return self.aggregate_test_outputs(test_outputs)
+
+    def format_batch_output(self, output):
+        return str(output)
+
+    # -- checkpoints -------------------------------------------------------------------------------
+    def save_state(self):
+        self.model_state["epoch"], self.model_state["batchnum"] = self.epoch, self.batchnum
+        self.model_state["train_outputs"], self.model_state["test_outputs"] = self.train_outputs, self.test_outputs
+        dic = {"model_state": self.model_state, "op": self.op}
+        checkpoint_dir = os.path.join(self.save_path, self.save_file)
+        checkpoint_file = "%d.%d" % (self.epoch, self.batchnum)
+        os.makedirs(checkpoint_dir, exist_ok=True)
+        pickle(os.path.join(checkpoint_dir, checkpoint_file), dic, compress=bool(self.opt("zip_save")))
+        self.prune_checkpoints(checkpoint_dir, checkpoint_file)
+
+    def prune_checkpoints(self, checkpoint_dir, checkpoint_file):
+        """--max-filesize: delete the oldest checkpoints while the folder holds more than
+        that many MB (0 keeps only the newest), as 2012 did."""
+        limit = self.opt("max_filesize_mb") * 1024 * 1024
+        files = [f for f in os.listdir(checkpoint_dir) if CHECKPOINT_RE.match(f)]
+        for f in sorted(files, key=alphanum_key):
+            total = sum(os.path.getsize(os.path.join(checkpoint_dir, f2)) for f2 in os.listdir(checkpoint_dir)
+                        if CHECKPOINT_RE.match(f2))
+            if total > limit and f != checkpoint_file:
+                os.remove(os.path.join(checkpoint_dir, f))
+            else:
+                break
+
+    @staticmethod
+    def load_checkpoint(load_dir):
+        """The newest complete checkpoint in a folder (by epoch.batch), or the named file."""
+        if os.path.isdir(load_dir):
+            files = [f for f in os.listdir(load_dir) if CHECKPOINT_RE.match(f)]
+            if not files:
+                raise UnpickleError("no checkpoint (a file named <epoch>.<batch>) in '%s'" % load_dir)
+            load_dir = os.path.join(load_dir, sorted(files, key=alphanum_key)[-1])
+        dic = unpickle(load_dir)
+        if not isinstance(dic, dict) or "model_state" not in dic or "op" not in dic:
+            raise UnpickleError("'%s' is not a checkpoint (no model_state and op)" % load_dir)
+        return dic
+
+    # -- options --------------------------------------------------------------------------------------
+    @staticmethod
+    def get_options_parser():
+        op = OptionsParser()
+        op.add_option("f", "load_file", StringOptionParser, "Load file", default="", excuses=OptionsParser.EXCLUDE_ALL)
+        op.add_option("train-range", "train_batch_range", RangeOptionParser, "Data batch range: training")
+        op.add_option("test-range", "test_batch_range", RangeOptionParser, "Data batch range: testing")
+        op.add_option("data-provider", "dp_type", StringOptionParser, "Data provider", default="default")
+        op.add_option("test-freq", "testing_freq", IntegerOptionParser, "Testing frequency", default=25)
+        op.add_option("epochs", "num_epochs", IntegerOptionParser, "Number of epochs", default=500)
+        op.add_option("data-path", "data_path", StringOptionParser, "Data path")
+        op.add_option("save-path", "save_path", StringOptionParser, "Save path")
+        op.add_option("max-filesize", "max_filesize_mb", IntegerOptionParser, "Maximum save file size (MB)",
+                      default=5000)
+        op.add_option("max-test-err", "max_test_err", FloatOptionParser, "Maximum test error for saving")
+        op.add_option("num-gpus", "num_gpus", IntegerOptionParser, "Number of GPUs", default=1)
+        op.add_option("test-only", "test_only", BooleanOptionParser, "Test and quit?", default=0)
+        op.add_option("zip-save", "zip_save", BooleanOptionParser, "Compress checkpoints?", default=0)
+        op.add_option("test-one", "test_one", BooleanOptionParser, "Test on one batch at a time?", default=1)
+        op.add_option("gpu", "gpu", ListOptionParser(IntegerOptionParser), "GPU override",
+                      default=OptionExpression("[-1] * num_gpus"))
+        return op
+
+    @staticmethod
+    def print_data_providers(p=print):
+        p("Available data providers:")
+        for dp, desc in sorted(dp_types.items()):
+            p("    %s: %s" % (dp, desc))
+
+    @staticmethod
+    def parse_options(op, argv=None):
+        """Parses the command line; with -f, loads the checkpoint and merges its options
+        with the new ones (a set_once option may not change). Raises StopTraining."""
+        try:
+            load_dic = None
+            options = op.parse(argv)
+            if options["load_file"].value_given:
+                load_dic = IGPUModel.load_checkpoint(options["load_file"].value)
+                old_op = load_dic["op"]
+                old_op.merge_from(op)
+                op = old_op
+            op.eval_expr_defaults()
+            return op, load_dic
+        except opts.OptionMissingException as e:
+            print(e)
+            op.print_usage()
+            raise StopTraining("", 0 if isinstance(e, opts.OptionHelpException) else 1)
+        except opts.OptionException as e:
+            raise StopTraining(str(e))
+        except UnpickleError as e:
+            raise StopTraining("Error loading checkpoint: %s" % e)
+
+
+def run_main(main):
+    """Runs a command-line main(): one-line errors, exit statuses, no tracebacks for bad
+    input; Ctrl-C stops quietly."""
+    try:
+        status = main()
+    except StopTraining as e:
+        if e.message:
+            print(e.message, file=sys.stderr if e.status else sys.stdout)
+        status = e.status
+    except KeyboardInterrupt:
+        print("\nInterrupted.", file=sys.stderr)
+        status = 130
+    sys.exit(status or 0)

@@ -1,0 +1,36 @@
+"""Python 2's print statement, for printing the 2012 training output character for character.
+
+The 2012 loop printed with `print x,` (a trailing comma), so where its lines break and where
+spaces fall came from Python 2's "softspace" rule: before an item a space is written if the
+previous print ended with a comma, unless what was written last ended in whitespace other
+than ' '. For example 'print "logprob: ",' followed by 'print "2.3",' gives two spaces.
+"""
+import sys
+
+
+class Py2Print:
+    def __init__(self, stream=None):
+        self._stream = stream
+        self.softspace = False
+
+    @property
+    def stream(self):
+        return self._stream if self._stream is not None else sys.stdout
+
+    def __call__(self, *items, comma=False):
+        """`print a, b` is p(a, b); `print a, b,` is p(a, b, comma=True)."""
+        for item in items:
+            s = str(item)
+            if self.softspace:
+                self.stream.write(" ")
+            self.stream.write(s)
+            self.softspace = not (s and s[-1].isspace() and s[-1] != " ")
+        if not comma:
+            self.stream.write("\n")
+            self.softspace = False
+        self.stream.flush()
+
+    def write(self, s):
+        """A plain write (sys.stdout.write), which cancels a pending space as in Python 2."""
+        self.stream.write(s)
+        self.softspace = False
