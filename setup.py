@@ -17,6 +17,12 @@ setup(
         "h5py>=3.7",
         # JPEG batches (the 2012 ImageNet format) and makebatches decode and resize with Pillow.
         "pillow>=9",
+        # The demo's data: the handwritten digits scikit-learn ships (no download).
+        "scikit-learn>=1.1",
+        # shownet's pictures (cost curves, filters, predictions), headless by default.
+        "matplotlib>=3.5",
+        # Progress bars for long work (makebatches, feature writing).
+        "tqdm>=4.60",
     ],
     extras_require={
         "cuda": ["pycuda>=2022.1"],
