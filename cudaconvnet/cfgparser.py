@@ -177,6 +177,8 @@ class SafeConfigParser:
         return option in self._sections[section] or option in self._defaults
 
     def items(self, section):
+        if section not in self._sections:
+            raise NoSectionError(section)
         d = dict(self._defaults)
         d.update(self._sections[section])
         return [(k, self.get(section, k)) for k in d if k != "__name__"]

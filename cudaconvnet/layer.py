@@ -150,7 +150,8 @@ class MyConfigParser(SafeConfigParser):
                 raise
             raise LayerParsingError("Layer '%s': parameter '%s' must be %s" % (section, option, typestr))
         except (InterpolationError, NoSectionError) as e:  # a traceback in 2012
-            raise LayerParsingError("Layer '%s': parameter '%s': %s" % (section, option, str(e).strip()))
+            detail = " ".join(part.strip() for part in str(e).splitlines() if part.strip())
+            raise LayerParsingError("Layer '%s': parameter '%s': %s" % (section, option, detail))
 
     def safe_get_list(self, section, option, f=str, typestr="strings", default=None):
         v = self.safe_get(section, option, default=default)
@@ -358,13 +359,13 @@ class LayerParser:
                     ltype = mcp.safe_get(name, "type")
                     if ltype not in parsers:
                         raise LayerParsingError("Layer '%s': Unknown layer type: '%s'" % (name, ltype))
-                    parsed = parsers[ltype]().parse(name, mcp, layers, model)
+                    parsed = _parse_guarded(name, lambda: parsers[ltype]().parse(name, mcp, layers, model))
                     if chm:
                         layers[name] = parsed
                     else:
                         layers += [parsed]
 
-                layers = LayerParser.detach_neuron_layers(layers, dialect)
+                layers = _parse_guarded("", lambda: LayerParser.detach_neuron_layers(layers, dialect))
                 for l in (layers.values() if chm else layers):
                     l["parser"].optimize(layers)
                     del l["parser"]
@@ -379,7 +380,7 @@ class LayerParser:
                     raise LayerParsingError("Layer '%s' of type '%s' requires extra parameters, but none given in file '%s'."
                                             % (l["name"], l["type"], param_cfg_path))
                 lp = parsers[l["type"]]().init(l)
-                lp.add_params(mcp)
+                _parse_guarded(l["name"], lambda: lp.add_params(mcp))
                 lp.dic["conserveMem"] = model.op.get_value("conserve_mem")
         except LayerParsingError as e:
             if e.path is None:
@@ -392,6 +393,16 @@ class LayerParser:
         if ltype in _LAYER_PARSERS:
             raise LayerParsingError("Layer type '%s' already registered" % ltype)
         _LAYER_PARSERS[ltype] = cls
+
+
+def _parse_guarded(name, fn):
+    """Runs one layer's parsing step. Where the 2012 parser crashed on a value it could not
+    compute with (channels=0, stride=0, a negative size...), report it as a config error."""
+    try:
+        return fn()
+    except (ArithmeticError, ValueError) as e:
+        where = "Layer '%s': " % name if name else ""
+        raise LayerParsingError("%scannot compute the layer's geometry from its parameters (%s)" % (where, e)) from None
 
 
 def _check_unused(layers, chm):
@@ -410,10 +421,22 @@ def _check_unused(layers, chm):
 
 
 def _as_py2dict(layers):
-    d = Py2Dict()
-    for name, l in layers.items():
-        d[name] = l
-    return d
+    """The AlexNet layers dict as the 2012 code had it after loading a checkpoint: the dict
+    built by parsing (layers.cfg order, then the neuron layers in detach order) was pickled
+    in its Python 2 order and rebuilt in that order by unpickling."""
+    plain = [k for k, l in layers.items() if "src_layer" not in l]
+    detached = {l["src_layer"]: k for k, l in layers.items() if "src_layer" in l}
+    built = Py2Dict()
+    for k in plain:
+        built[k] = None
+    for k in list(built):  # detach_neuron_layers walked a snapshot in Python 2 order
+        if k in detached:
+            built[detached[k]] = None
+    extra = [k for k in layers if k not in built]
+    rebuilt = Py2Dict()
+    for k in list(built) + extra:
+        rebuilt[k] = layers[k]
+    return rebuilt
 
 
 def _in_definition_order(layers):
@@ -1536,7 +1559,7 @@ def detect_dialect(layer_cfg_path, param_cfg_path):
     else ('cuda-convnet', reason)."""
     defs = _read_config(layer_cfg_path)
     for name in defs.sections():
-        sec = defs._sections[name]
+        sec = dict(defs._defaults, **defs._sections[name])
         ltype = sec.get("type", "")
         if ltype in ALEXNET_ONLY_TYPES:
             return ALEXNET, "layer '%s' has type '%s'" % (name, ltype)
@@ -1554,7 +1577,7 @@ def detect_dialect(layer_cfg_path, param_cfg_path):
     if os.path.exists(param_cfg_path):
         params = _read_config(param_cfg_path)
         for name in params.sections():
-            for key in ALEXNET_ONLY_PARAM_KEYS & set(params._sections[name]):
+            for key in ALEXNET_ONLY_PARAM_KEYS & (set(params._sections[name]) | set(params._defaults)):
                 return ALEXNET, "layer '%s' sets '%s=' in the params file" % (name, key)
     return CUDA_CONVNET, "nothing in the config needs the AlexNet code"
 
