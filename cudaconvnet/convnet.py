@@ -54,6 +54,8 @@ class ConvNet(IGPUModel):
             self._num_gpus_from_config()
         if self.opt("seed") >= 0 and not self.load_dic:
             np.random.seed(self.opt("seed"))  # the initial weights: 2012's very draws for a given seed
+        if self.load_dic:
+            self.check_checkpoint_layers(ms.get("layers"))
         try:
             if self.load_dic:
                 ms["layers"] = lay.LayerParser.parse_layers(self.opt("layer_def"), self.opt("layer_params"), self,
@@ -82,6 +84,48 @@ class ConvNet(IGPUModel):
                 lay.WeightLayerParser.unshare_weights(self.layers_dic[name], layers, matrix_idx=idx)
         self.op.set_value("conv_to_local", [], parse=False)
         self.op.set_value("unshare_weights", [], parse=False)
+
+    def check_checkpoint_layers(self, layers):
+        """A checkpoint's layers before they are used: dicts with the weight matrices their
+        geometry asks for (a damaged or hand-edited file gets one line, not a traceback)."""
+        where = "checkpoint '%s'" % self.load_path
+
+        def fail(msg):
+            raise StopTraining("Error loading %s: %s" % (where, msg))
+
+        if isinstance(layers, dict):
+            dicts = list(layers.values())
+        elif isinstance(layers, list):
+            dicts = layers
+        else:
+            fail("model_state['layers'] is %s" % ("missing" if layers is None else "a %s" % type(layers).__name__))
+        for l in dicts:
+            if not isinstance(l, dict) or not isinstance(l.get("name"), str) or not isinstance(l.get("type"), str):
+                fail("a layer is not a dict with a name and a type")
+            if "weights" not in l:
+                continue
+            name = l["name"]
+            ws, incs = l.get("weights"), l.get("weightsInc")
+            if not isinstance(ws, list) or not isinstance(incs, list) or len(ws) != len(incs):
+                fail("layer '%s': weights and weightsInc are not lists of matrices of one length" % name)
+            for i, (w, inc) in enumerate(zip(ws, incs)):
+                for key, m in (("weights", w), ("weightsInc", inc)):
+                    if not isinstance(m, np.ndarray) or m.ndim != 2 or m.dtype.kind != "f":
+                        fail("layer '%s': %s[%d] is not a 2-D float matrix" % (name, key, i))
+                expect = _weights_shape(l, i)
+                if expect is not None and w.shape != expect:
+                    fail("layer '%s': weights[%d] has shape %s; its config gives %s" % (name, i, w.shape, expect))
+                if inc.shape != w.shape:
+                    fail("layer '%s': weightsInc[%d] has shape %s, weights[%d] %s" % (name, i, inc.shape, i, w.shape))
+            for key in ("biases", "biasesInc"):
+                b = l.get(key)
+                if not isinstance(b, np.ndarray) or b.dtype.kind != "f":
+                    fail("layer '%s': %s is not a float matrix" % (name, key))
+            nb = _biases_size(l)
+            if nb is not None and l["biases"].size != nb:
+                fail("layer '%s': biases has %d values; its config gives %d" % (name, l["biases"].size, nb))
+            if l["biasesInc"].shape != l["biases"].shape:
+                fail("layer '%s': biasesInc has shape %s, biases %s" % (name, l["biasesInc"].shape, l["biases"].shape))
 
     def _num_gpus_from_config(self):
         """The AlexNet code checks gpu=N against the number of GPUs; this engine runs every
@@ -115,11 +159,16 @@ class ConvNet(IGPUModel):
                 self.backend.use_device(self.opt("gpu")[0])
             self.libmodel = Engine(self.model_state["layers"], self.opt("minibatch_size"), self.backend,
                                    dialect=self.dialect(), seed=self.opt("seed") if self.opt("seed") >= 0 else None,
-                                   out=self.p)
+                                   out=self.p.raw)  # the engine prints as the C++ module did
         except EngineError as e:
             raise StopTraining(str(e))
         if self.load_dic and "engine_rng" in self.model_state:
             self.backend.set_rng_state(self.model_state["engine_rng"])
+        if self.load_dic and "engine_lr_rng" in self.model_state:  # learning-rate noise
+            try:
+                self.libmodel.lr_rng.setstate(_as_random_state(self.model_state["engine_lr_rng"]))
+            except (TypeError, ValueError) as e:
+                raise StopTraining("the checkpoint's learning-rate random state is damaged: %s" % e)
 
     def device_description(self):
         if self.backend.NAME == "numpy":
@@ -143,9 +192,17 @@ class ConvNet(IGPUModel):
             self.train_data_provider = self.test_data_provider = dp
             return
         IGPUModel.init_data_providers(self)
+        if self.opt("multiview_test") and not getattr(self.test_data_provider, "num_views", 0):
+            raise StopTraining("--multiview-test=1 needs a data provider that makes views (such as cifar-cropped "
+                               "or inet-lr-cropped); '%s' does not" % self.opt("dp_type"))
 
     # -- batches ------------------------------------------------------------------------------
     def parse_batch_data(self, batch_data, train=True):
+        data = batch_data[2]
+        if not isinstance(data, (list, tuple)) or not all(isinstance(d, np.ndarray) for d in data):
+            raise StopTraining("Data provider '%s' returned a %s; the ConvNet needs a list of matrices (data, "
+                               "labels, ...), as 'cifar' and the other image providers give"
+                               % (self.opt("dp_type"), type(data).__name__))
         if any(d.dtype != np.single for d in batch_data[2]):
             raise StopTraining("All matrices returned by data provider must consist of single-precision floats.")
         return batch_data
@@ -244,6 +301,7 @@ class ConvNet(IGPUModel):
 
     def save_state(self):
         self.model_state["engine_rng"] = self.backend.get_rng_state()
+        self.model_state["engine_lr_rng"] = self.libmodel.lr_rng.getstate()
         IGPUModel.save_state(self)
 
     def aggregate_test_outputs(self, test_outputs):
@@ -299,6 +357,36 @@ class ConvNet(IGPUModel):
         op.options["num_epochs"].default = 50000
         op.options["dp_type"].default = None
         return op
+
+
+def _weights_shape(l, i):
+    """The shape the layer dict's geometry gives its weights[i] (fc, conv, local), else None."""
+    try:
+        if l["type"] == "fc":
+            return (int(l["numInputs"][i]), int(l["outputs"]))
+        if l["type"] in ("conv", "local"):
+            rows = int(l["filterChannels"][i]) * int(l["filterPixels"][i])
+            return ((int(l["modules"]) if l["type"] == "local" else 1) * rows, int(l["filters"]))
+    except (KeyError, IndexError, TypeError, ValueError):
+        pass
+    return None
+
+
+def _biases_size(l):
+    try:
+        if l["type"] == "fc":
+            return int(l["outputs"])
+        if l["type"] in ("conv", "local"):
+            return int(l["filters"]) * (1 if l["type"] == "conv" and l.get("sharedBiases", True) else int(l["modules"]))
+    except (KeyError, TypeError, ValueError):
+        pass
+    return None
+
+
+def _as_random_state(state):
+    """random.Random.getstate()'s tuple, as a pickle gives it back (lists become tuples)."""
+    version, internal, gauss = state
+    return version, tuple(internal), gauss
 
 
 def _py2_order(costs):

@@ -22,7 +22,10 @@ def make_digit_batches(dst, seed=0, num_train=NUM_TRAIN, train_batches=TRAIN_BAT
     """Writes data_batch_1..train_batches (training) and data_batch_<train_batches+1> (test)
     and batches.meta into dst, in the cuda-convnet layout: data (64, N) float32 pixel values
     0-255, labels a list, data_mean (64, 1) of the training images. Returns (train, test) sizes."""
-    from sklearn.datasets import load_digits  # scikit-learn ships the data set: no download
+    try:
+        from sklearn.datasets import load_digits  # scikit-learn ships the data set: no download
+    except ImportError:
+        raise StopTraining("the demo needs scikit-learn, which ships the digits (pip install scikit-learn)")
 
     digits = load_digits()
     images = np.asarray(digits.images, dtype=np.float32) * np.float32(255.0 / 16.0)  # 0-16 -> 0-255

@@ -2,11 +2,15 @@
 
 Stands for gpumodel.py (IGPUModel). Checkpoints are <save-path>/<model>__<date>/<epoch>.<batch>
 pickles of {"model_state": ..., "op": OptionsParser}, written atomically; `-f DIR` resumes
-from the newest one, merging its options with the new command line as 2012 did.
+from the newest one, merging its options with the new command line as 2012 did. Beyond
+2012, model_state keeps the random states (the data provider's here, the engine's in
+convnet.py), so that a resumed run goes on exactly as an uninterrupted one.
 """
 import os
 import re
 import sys
+import threading
+from collections import OrderedDict
 from time import asctime, localtime, strftime, time
 
 from . import options as opts
@@ -14,10 +18,12 @@ from .data import DataProvider, DataProviderException, dp_types
 from .options import (BooleanOptionParser, FloatOptionParser, IntegerOptionParser, ListOptionParser,
                       OptionExpression, OptionsParser, RangeOptionParser, StringOptionParser)
 from .printer import Py2Print
-from .util import UnpickleError, alphanum_key, pickle, register_pickle_class, unpickle
+from .util import UnpickleError, alphanum_key, pickle, unpickle
 
 NL = os.linesep
 CHECKPOINT_RE = re.compile(r"^\d+\.\d+$")
+# what util.pickle leaves behind when it is killed while writing <epoch>.<batch>
+CHECKPOINT_TMP_RE = re.compile(r"^\.\d+\.\d+\.tmp-")
 
 
 class ModelStateException(Exception):
@@ -32,15 +38,10 @@ class StopTraining(Exception):
         self.message, self.status = message, status
 
 
-def _register_checkpoint_classes():
-    """What a checkpoint may contain beyond plain data: the option objects, under the 2012
-    module name (options.X) and ours."""
-    for cls in opts.PICKLE_CLASSES:
-        register_pickle_class("options", cls.__name__, cls)
-        register_pickle_class("cudaconvnet.options", cls.__name__, cls)
-
-
-_register_checkpoint_classes()
+# What a checkpoint may hold beyond plain data: the option objects, under the 2012 module
+# name (options.X) and ours. Only checkpoints may: a batch file asking for them is refused.
+CHECKPOINT_CLASSES = {(module, cls.__name__): cls for cls in opts.PICKLE_CLASSES
+                      for module in ("options", "cudaconvnet.options")}
 
 
 class IGPUModel:
@@ -56,12 +57,13 @@ class IGPUModel:
 
         if load_dic:
             self.model_state = load_dic["model_state"]
-            self.save_file = self.opt("load_file")
-            if not os.path.isdir(self.save_file):
-                self.save_file = os.path.dirname(self.save_file)
-            # the folder name; the save path is the folder above it
-            self.save_path_override = os.path.dirname(os.path.abspath(self.save_file))
-            self.save_file = os.path.basename(os.path.normpath(self.save_file))
+            self.load_path = IGPUModel.checkpoint_file(self.opt("load_file"))
+            # the checkpoint's folder (-f names it or a file in it); new checkpoints go there.
+            # abspath first: "-f 1.2" run inside the folder names the folder ".", not ""
+            folder = os.path.abspath(self.opt("load_file"))
+            if not os.path.isdir(folder):
+                folder = os.path.dirname(folder)
+            self.save_path_override, self.save_file = os.path.split(folder)
         else:
             self.model_state = {}
             if filename_options is not None:
@@ -78,8 +80,11 @@ class IGPUModel:
         self.test_outputs = self.model_state["test_outputs"]
 
         self.init_data_providers()
+        self.dp_rng_log = _ProviderRNGLog(getattr(self, "train_data_provider", None))
         if load_dic:
             self.train_data_provider.advance_batch()
+            if "dp_rng" in self.model_state:
+                self.dp_rng_log.restore(self.model_state["dp_rng"])
         self.init_model_state()
         self.import_model()
         self.init_model_lib()
@@ -228,8 +233,22 @@ class IGPUModel:
         return str(output)
 
     # -- checkpoints -------------------------------------------------------------------------------
+    def next_train_batch(self, epoch, batchnum):
+        """(epoch, batchnum) of the training batch after the given one (what a run resumed
+        from a checkpoint of that batch trains first)."""
+        r = self.opt("train_batch_range")
+        i = (r.index(batchnum) + 1) % len(r) if batchnum in r else 0
+        return (epoch + 1 if i == 0 else epoch), r[i]
+
     def save_state(self):
         self.model_state["epoch"], self.model_state["batchnum"] = self.epoch, self.batchnum
+        # The training provider's random generator (crops, flips, colour noise) as it stood
+        # before it prepared the next batch: the one the resumed run prepares first.
+        state = self.dp_rng_log.state_before(self.next_train_batch(self.epoch, self.batchnum))
+        if state is not None:
+            self.model_state["dp_rng"] = state
+        else:
+            self.model_state.pop("dp_rng", None)
         self.model_state["train_outputs"], self.model_state["test_outputs"] = self.train_outputs, self.test_outputs
         dic = {"model_state": self.model_state, "op": self.op}
         checkpoint_dir = os.path.join(self.save_path, self.save_file)
@@ -240,7 +259,14 @@ class IGPUModel:
 
     def prune_checkpoints(self, checkpoint_dir, checkpoint_file):
         """--max-filesize: delete the oldest checkpoints while the folder holds more than
-        that many MB (0 keeps only the newest), as 2012 did."""
+        that many MB (0 keeps only the newest), as 2012 did. Also deletes the partial
+        files of saves that were killed half-way (never read as checkpoints)."""
+        for f in os.listdir(checkpoint_dir):
+            if CHECKPOINT_TMP_RE.match(f):
+                try:
+                    os.remove(os.path.join(checkpoint_dir, f))
+                except OSError:
+                    pass
         limit = self.opt("max_filesize_mb") * 1024 * 1024
         files = [f for f in os.listdir(checkpoint_dir) if CHECKPOINT_RE.match(f)]
         for f in sorted(files, key=alphanum_key):
@@ -252,16 +278,34 @@ class IGPUModel:
                 break
 
     @staticmethod
-    def load_checkpoint(load_dir):
-        """The newest complete checkpoint in a folder (by epoch.batch), or the named file."""
+    def checkpoint_file(load_dir):
+        """The file -f means: the newest checkpoint in a folder (by epoch.batch; never a
+        partial file a killed save left), or the named file."""
         if os.path.isdir(load_dir):
             files = [f for f in os.listdir(load_dir) if CHECKPOINT_RE.match(f)]
             if not files:
                 raise UnpickleError("no checkpoint (a file named <epoch>.<batch>) in '%s'" % load_dir)
-            load_dir = os.path.join(load_dir, sorted(files, key=alphanum_key)[-1])
-        dic = unpickle(load_dir)
+            return os.path.join(load_dir, sorted(files, key=alphanum_key)[-1])
+        return load_dir
+
+    @staticmethod
+    def load_checkpoint(load_dir):
+        """The newest complete checkpoint in a folder (by epoch.batch), or the named file."""
+        load_dir = IGPUModel.checkpoint_file(load_dir)
+        dic = unpickle(load_dir, extra_classes=CHECKPOINT_CLASSES)
         if not isinstance(dic, dict) or "model_state" not in dic or "op" not in dic:
             raise UnpickleError("'%s' is not a checkpoint (no model_state and op)" % load_dir)
+        ms, op = dic["model_state"], dic["op"]
+        if not isinstance(op, OptionsParser) or not isinstance(getattr(op, "options", None), dict):
+            raise UnpickleError("'%s' is not a checkpoint: its 'op' is a %s, not the options"
+                                % (load_dir, type(op).__name__))
+        if not isinstance(ms, dict):
+            raise UnpickleError("'%s' is not a checkpoint: its model_state is a %s, not a dict"
+                                % (load_dir, type(ms).__name__))
+        for key, types in (("epoch", int), ("batchnum", int), ("train_outputs", list), ("test_outputs", list)):
+            if not isinstance(ms.get(key), types) or isinstance(ms.get(key), bool):
+                raise UnpickleError("'%s' is damaged: model_state['%s'] is %s" % (load_dir, key, (
+                    "missing" if key not in ms else "a %s" % type(ms[key]).__name__)))
         return dic
 
     # -- options --------------------------------------------------------------------------------------
@@ -315,6 +359,54 @@ class IGPUModel:
             raise StopTraining(str(e))
         except UnpickleError as e:
             raise StopTraining("Error loading checkpoint: %s" % e)
+
+
+class _ProviderRNGLog:
+    """The state of a data provider's random generator (dp.rng) as it stood before each of
+    the last few batches was prepared.
+
+    A provider prepares batches in a background thread, one ahead of the training loop, so
+    when a checkpoint is written its generator has already drawn the crops of the next
+    batch or two; saving its state then would make a resumed run skip those draws. What a
+    checkpoint needs is the state before the batch the resumed run prepares first, so each
+    preparation notes the state it starts from (preparations run one at a time, in order).
+    Providers without an `rng` (those that draw nothing) are left alone.
+    """
+
+    KEEP = 4
+
+    def __init__(self, dp):
+        self.dp = dp
+        self.states = OrderedDict()
+        self.lock = threading.Lock()
+        rng = getattr(dp, "rng", None)
+        if rng is None or not hasattr(rng, "get_state") or not hasattr(dp, "prepare_batch"):
+            self.dp = None
+            return
+        prepare = dp.prepare_batch
+
+        def prepare_batch(dic, epoch, batchnum):
+            with self.lock:
+                self.states[(epoch, batchnum)] = dp.rng.get_state()
+                while len(self.states) > self.KEEP:
+                    self.states.popitem(last=False)
+            return prepare(dic, epoch, batchnum)
+
+        dp.prepare_batch = prepare_batch
+
+    def state_before(self, key):
+        if self.dp is None:
+            return None
+        with self.lock:
+            return self.states.get(key)
+
+    def restore(self, state):
+        if self.dp is not None:
+            try:
+                self.dp.rng.set_state(state)
+            except (TypeError, ValueError) as e:
+                raise StopTraining("the checkpoint's data provider random state does not fit "
+                                   "this data provider: %s" % e)
 
 
 def run_main(main):

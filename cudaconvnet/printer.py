@@ -34,3 +34,9 @@ class Py2Print:
         """A plain write (sys.stdout.write), which cancels a pending space as in Python 2."""
         self.stream.write(s)
         self.softspace = False
+
+    def raw(self, line):
+        """A line printed by the 2012 C++ module (printf, cout) into the same stdout: no space
+        before it, whatever Python printed last, and Python's pending space stays pending."""
+        self.stream.write(line + "\n")
+        self.stream.flush()
