@@ -134,6 +134,7 @@ class DataProvider:
         self.batch_idx = batch_range.index(init_batchnum)
         self.prefetch = bool(dp_params.get("prefetch", type(self).prefetch))
         self._prefetcher = _Prefetcher()
+        self._rng_states, self._rng_lock = {}, threading.Lock()
 
     # ---- the 2012 cycle ----------------------------------------------------------------
 
@@ -154,7 +155,27 @@ class DataProvider:
         return epoch, batchnum, data
 
     def _produce(self, epoch, batchnum):
+        rng = getattr(self, "rng", None)
+        if rng is not None:
+            # Note the generator's state before this batch's draws: a checkpoint needs the
+            # state before the batch a resumed run prepares first, and by the time the
+            # checkpoint is written the background thread has drawn ahead.
+            with self._rng_lock:
+                self._rng_states[(epoch, batchnum)] = rng.get_state()
+                while len(self._rng_states) > 4:
+                    del self._rng_states[next(iter(self._rng_states))]
         return self.prepare_batch(self.load_batch(batchnum), epoch, batchnum)
+
+    def rng_state_before(self, epoch, batchnum):
+        """The random generator's state before batch (epoch, batchnum) was prepared, or
+        None (a provider that draws nothing, or a batch not prepared recently)."""
+        with self._rng_lock:
+            return self._rng_states.get((epoch, batchnum))
+
+    def set_rng_state(self, state):
+        """Restores a state from rng_state_before (on resume, before the first batch)."""
+        self._prefetcher.discard()
+        self.rng.set_state(state)
 
     def load_batch(self, batchnum):
         """The batch as stored.  Like 2012, a range of one batch is read from disk only once."""

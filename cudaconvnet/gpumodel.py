@@ -9,8 +9,6 @@ convnet.py), so that a resumed run goes on exactly as an uninterrupted one.
 import os
 import re
 import sys
-import threading
-from collections import OrderedDict
 from time import asctime, localtime, strftime, time
 
 from . import options as opts
@@ -80,11 +78,10 @@ class IGPUModel:
         self.test_outputs = self.model_state["test_outputs"]
 
         self.init_data_providers()
-        self.dp_rng_log = _ProviderRNGLog(getattr(self, "train_data_provider", None))
         if load_dic:
             self.train_data_provider.advance_batch()
             if "dp_rng" in self.model_state:
-                self.dp_rng_log.restore(self.model_state["dp_rng"])
+                self.restore_provider_rng(self.model_state["dp_rng"])
         self.init_model_state()
         self.import_model()
         self.init_model_lib()
@@ -240,11 +237,24 @@ class IGPUModel:
         i = (r.index(batchnum) + 1) % len(r) if batchnum in r else 0
         return (epoch + 1 if i == 0 else epoch), r[i]
 
+    def restore_provider_rng(self, state):
+        """The training provider's generator as it stood before the batch this resumed run
+        prepares first (saved by save_state)."""
+        dp = self.train_data_provider
+        if getattr(dp, "rng", None) is None or not hasattr(dp, "set_rng_state"):
+            return  # a provider that draws nothing (or shownet's, which prepares no batches)
+        try:
+            dp.set_rng_state(state)
+        except (TypeError, ValueError) as e:
+            raise StopTraining("the checkpoint's data provider random state does not fit this data provider: %s" % e)
+
     def save_state(self):
         self.model_state["epoch"], self.model_state["batchnum"] = self.epoch, self.batchnum
         # The training provider's random generator (crops, flips, colour noise) as it stood
         # before it prepared the next batch: the one the resumed run prepares first.
-        state = self.dp_rng_log.state_before(self.next_train_batch(self.epoch, self.batchnum))
+        dp = self.train_data_provider
+        state = dp.rng_state_before(*self.next_train_batch(self.epoch, self.batchnum)) \
+            if hasattr(dp, "rng_state_before") else None
         if state is not None:
             self.model_state["dp_rng"] = state
         else:
@@ -359,54 +369,6 @@ class IGPUModel:
             raise StopTraining(str(e))
         except UnpickleError as e:
             raise StopTraining("Error loading checkpoint: %s" % e)
-
-
-class _ProviderRNGLog:
-    """The state of a data provider's random generator (dp.rng) as it stood before each of
-    the last few batches was prepared.
-
-    A provider prepares batches in a background thread, one ahead of the training loop, so
-    when a checkpoint is written its generator has already drawn the crops of the next
-    batch or two; saving its state then would make a resumed run skip those draws. What a
-    checkpoint needs is the state before the batch the resumed run prepares first, so each
-    preparation notes the state it starts from (preparations run one at a time, in order).
-    Providers without an `rng` (those that draw nothing) are left alone.
-    """
-
-    KEEP = 4
-
-    def __init__(self, dp):
-        self.dp = dp
-        self.states = OrderedDict()
-        self.lock = threading.Lock()
-        rng = getattr(dp, "rng", None)
-        if rng is None or not hasattr(rng, "get_state") or not hasattr(dp, "prepare_batch"):
-            self.dp = None
-            return
-        prepare = dp.prepare_batch
-
-        def prepare_batch(dic, epoch, batchnum):
-            with self.lock:
-                self.states[(epoch, batchnum)] = dp.rng.get_state()
-                while len(self.states) > self.KEEP:
-                    self.states.popitem(last=False)
-            return prepare(dic, epoch, batchnum)
-
-        dp.prepare_batch = prepare_batch
-
-    def state_before(self, key):
-        if self.dp is None:
-            return None
-        with self.lock:
-            return self.states.get(key)
-
-    def restore(self, state):
-        if self.dp is not None:
-            try:
-                self.dp.rng.set_state(state)
-            except (TypeError, ValueError) as e:
-                raise StopTraining("the checkpoint's data provider random state does not fit "
-                                   "this data provider: %s" % e)
 
 
 def run_main(main):
