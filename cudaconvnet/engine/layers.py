@@ -6,6 +6,7 @@ output `acts` (features, cases) and, while back-propagating, `actsGrad`: the neg
 gradient of the cost with respect to its output, as 2012 propagated it.
 """
 from ..layer import ALEXNET
+from .lr import LearningRateSchedule
 from .neurons import Neuron
 from .weights import Weights
 
@@ -38,7 +39,25 @@ class Layer:
         self.next.append(layer)
 
     def postInit(self):
-        self.numGradProducersNext = sum(l.isGradProducer() for l in self.next)
+        """How many layers above must send a gradient before this one back-propagates.
+        cuda-convnet counted every grad-producing layer above (so a layer under a branch
+        that ends in a cost with coeff=0 waited for a gradient that never came, and never
+        back-propagated); the AlexNet code counts only those that lead to a cost that
+        produces gradient."""
+        if self.chm:
+            self.numGradProducersNext = sum(l.hasGradProducerNext(self.name) for l in self.next)
+        else:
+            self.numGradProducersNext = sum(l.isGradProducer() for l in self.next)
+
+    def hasGradProducerNext(self, name):
+        """Does a gradient reach this layer from above (AlexNet code)? (Remembered: the
+        2012 recursion walked every path above, once per layer below.)"""
+        if getattr(self, "_hasGradProducerNext", None) is None:
+            above = len(self.next) == 0
+            for l in self.next:
+                above = l.hasGradProducerNext(self.name) or above
+            self._hasGradProducerNext = above and self.isGradProducer()
+        return self._hasGradProducerNext
 
     def isGradConsumer(self):
         """Does this layer, or one below it, need the gradient (for a weight update)?"""
@@ -188,8 +207,13 @@ class WeightLayer(Layer):
         return (self if name == self.name else self.net.layer_by_name[name]), dic["weightSourceMatrixIndices"][i]
 
     def gradScale(self, passType):
-        """1 in a gradient check, 1/numCases in training (eps is applied at the update)."""
-        return 1.0 if passType == PASS_GC else 1.0 / self.numCases()
+        """1 in a gradient check, 1/numCases in training (eps is applied at the update).
+        With the AlexNet code's --wupdate-freq=k > 1, 1/(k * minibatch size): the k
+        minibatches' gradients add up to one average (net.wupdate_freq, when set)."""
+        if passType == PASS_GC:
+            return 1.0
+        freq = self.net.wupdate_freq if self.chm else 1
+        return 1.0 / (self.numCases() if freq == 1 else freq * self.net.minibatch_size)
 
     def bpropCommon(self, v, passType):
         if self.biases.getBaseRate() > 0:
@@ -199,13 +223,21 @@ class WeightLayer(Layer):
             if w.getBaseRate() > 0:
                 self.bpropWeights(v, i, passType)
                 w.incNumUpdates()
+        self._gradComputed = True
+
+    _gradComputed = False
 
     def updateWeights(self, progress):
+        # The AlexNet code updates only a layer whose gradient was computed since its last
+        # update; cuda-convnet updated every layer.
+        if self.chm and not self._gradComputed:
+            return
         for w in self.weights:
             w.update(progress)
         self.biases.update(progress)
         if self.chm:
             self.constrainWeights()
+        self._gradComputed = False
 
     def constrainWeights(self):
         pass
@@ -263,6 +295,182 @@ class FCLayer(WeightLayer):
     def constrainWeights(self):
         for i in range(len(self.weights)):
             self._constrain_ball(i)
+
+
+class SoftmaxTree:
+    """The class hierarchy of a treefc layer (softmaxtree.cu): node labels 0..numNodes-1,
+    the leaves (the classes) first; `tree[label]` lists a node's children. Built from
+    `rootLabel` down, as TreeFCLayer::makeTree did; then the per-depth and per-height node
+    lists the kernels walk (SoftmaxTree::finalize)."""
+
+    def __init__(self, tree, rootLabel):
+        import numpy as np
+        self.root = rootLabel
+        depth, height, size = {rootLabel: 0}, {}, {}
+        parent = {rootLabel: rootLabel}
+        order, stack = [], [(rootLabel, False)]
+        while stack:  # post-order: children before their parent
+            node, done = stack.pop()
+            if done:
+                kids = list(tree[node])
+                height[node] = 1 + max(height[c] for c in kids) if kids else 0
+                size[node] = sum(size[c] for c in kids) if kids else 1
+                order.append(node)
+                continue
+            stack.append((node, True))
+            for c in reversed(list(tree[node])):
+                depth[c], parent[c] = depth[node] + 1, node
+                stack.append((c, False))
+        self.numNodes = len(order)
+        leaves = sorted(n for n in order if not list(tree[n]))
+        self.numLeaves = len(leaves)
+        if sorted(order) != list(range(self.numNodes)) or leaves != list(range(self.numLeaves)):
+            raise EngineError("a treefc tree must label its %d leaves 0..%d and its other nodes %d..%d"
+                              % (self.numLeaves, self.numLeaves - 1, self.numLeaves, self.numNodes - 1))
+        self.nodeSizes = np.array([size[n] for n in range(self.numNodes)], dtype=np.float32)
+        self.nodeFwdMeta = []
+        for d in range(max(depth.values()) + 1):
+            nodes = [n for n in order if depth[n] == d]
+            self.nodeFwdMeta.append((np.array(nodes, dtype=np.int64),
+                                     np.array([parent[n] for n in nodes], dtype=np.int64)))
+        self.nodeBwdMeta = []
+        for h in range(1, height[rootLabel] + 1):
+            nodes = [n for n in order if height[n] == h]
+            width = max(len(list(tree[n])) for n in nodes)
+            kids = np.full((len(nodes), width), -1, dtype=np.int64)
+            for r, n in enumerate(nodes):
+                kids[r, :len(list(tree[n]))] = list(tree[n])
+            self.nodeBwdMeta.append((np.array(nodes, dtype=np.int64), kids))
+
+
+class TreeWeights:
+    """A treefc layer's weights (weights.cu's TreeWeights): one offset vector per tree node
+    (`allW`, node-major: (numNodes, numInputs)); the fc weights are the leaves' effective
+    weights, the sums of the offsets from the root down (`W`, the first numLeaves rows of
+    `effW`). Gradients come in for the leaves (`Grad`, rows of `allGrad`) and are summed
+    up the tree before the update, which gives node n the learning rate eps/size(n)."""
+
+    wball = 0.0
+
+    def __init__(self, be, tree, host_w, host_inc, eps, mom, wc):
+        self.be, self.tree = be, tree
+        self.host_w, self.host_inc = host_w, host_inc
+        self.lrs = LearningRateSchedule(eps)  # no schedules for treefc in 2012
+        self.mom, self.wc = float(mom), float(wc)
+        if host_w.shape[1] != tree.numNodes:
+            raise EngineError("treefc: %d weight columns for a tree of %d nodes" % (host_w.shape[1], tree.numNodes))
+        self.allW = be.array(host_w.T)
+        self.allInc = be.array(host_inc.T)
+        self.allGrad = be.zeros(*self.allW.shape)
+        self.effW = be.empty(*self.allW.shape)
+        self._numUpdates = 0
+        self.makeWeights()
+
+    @property
+    def W(self):
+        return self.effW[:self.tree.numLeaves]
+
+    @property
+    def Grad(self):
+        return self.allGrad[:self.tree.numLeaves]
+
+    def makeWeights(self):
+        self.be.softmaxTreeMakeWeights(self.allW, self.effW, self.tree.nodeFwdMeta)
+
+    def distributeGradients(self):
+        self.be.softmaxTreeDistributeGradients(self.allGrad, self.tree.nodeBwdMeta)
+
+    def isOwner(self):
+        return True
+
+    def getBaseRate(self):
+        return self.lrs.getBaseRate()
+
+    def getEps(self, progress=0.0):
+        return self.lrs.getRate(progress)
+
+    def getNumUpdates(self):
+        return self._numUpdates
+
+    def incNumUpdates(self):
+        self._numUpdates += 1
+        return self._numUpdates - 1
+
+    def gradScaleTarget(self):
+        return 1.0 if self._numUpdates > 0 else 0.0
+
+    def update(self, progress=0.0):
+        if self.getBaseRate() <= 0:
+            return
+        self.distributeGradients()
+        self.be.softmaxTreeUpdateWeights(self.allW, self.allInc, self.allGrad, self.tree.nodeSizes,
+                                         self.getEps(progress), self.mom, self.wc)
+        self.makeWeights()
+        self._numUpdates = 0
+
+    def copyToCPU(self):
+        self.host_w[...] = self.be.to_host(self.allW).T
+        self.host_inc[...] = self.be.to_host(self.allInc).T
+
+    def copyToGPU(self):
+        self.be.copy(self.be.array(self.host_w.T), self.allW)
+        self.be.copy(self.be.array(self.host_inc.T), self.allInc)
+        self.makeWeights()
+
+
+class _CheckedMatrix:
+    """What the gradient check perturbs and compares (2012's DummyWeights): W and Grad."""
+
+    def __init__(self, W, Grad):
+        self.W, self.Grad = W, Grad
+
+
+class TreeFCLayer(FCLayer):
+    """treefc (AlexNet code): an fc layer whose weight vector for class c is the sum of
+    offset vectors along the path from the root of a class hierarchy to c. One input; no
+    weight sharing, schedules or wball; the gradient check perturbs every node's offsets."""
+
+    def __init__(self, net, dic):
+        Layer.__init__(self, net, dic)  # not WeightLayer's: the weights here are a tree
+        if not self.chm:
+            raise EngineError("Layer '%s': treefc layers exist only in the AlexNet code (use the alexnet dialect)"
+                              % self.name)
+        self.wStep, self.bStep = 0.001, 0.01
+        self.tree = SoftmaxTree(dic["tree"], dic["rootLabel"])
+        if self.tree.numLeaves != self.outputs:
+            raise EngineError("Layer '%s': the tree has %d leaves, the layer %d outputs"
+                              % (self.name, self.tree.numLeaves, self.outputs))
+        self.tw = TreeWeights(self.be, self.tree, dic["weights"][0], dic["weightsInc"][0], dic["epsW"][0],
+                              dic["momW"][0], dic["wc"][0])
+        self.weights = [self.tw]
+        self.biases = Weights(self.be, dic["biases"], dic["biasesInc"], dic["epsB"], dic["momB"], 0.0,
+                              lr_rng=net.lr_rng)
+
+    def fpropActs(self, inpIdx, scaleTargets, passType):
+        be = self.be
+        if passType == PASS_GC:  # the check perturbs the offsets
+            self.tw.makeWeights()
+        be.addProduct(self.acts, self.tw.W, self.inputs[inpIdx], scaleTargets, 1.0)
+        if scaleTargets == 0:
+            be.addVector(self.acts, be.reshape(self.biases.W, self.outputs, 1))
+
+    def bpropActs(self, v, inpIdx, scaleTargets, passType):
+        self.be.addProduct(self.prevGrad(inpIdx, scaleTargets), self.tw.W, v, scaleTargets, 1.0, transA=True)
+        # 2012 summed the leaves' gradients up the tree here only, so a check of a treefc
+        # layer whose input needs no gradient compares stale inner-node gradients.
+        if passType == PASS_GC:
+            self.tw.distributeGradients()
+
+    def bpropWeights(self, v, inpIdx, passType):
+        w = self.tw
+        self.be.addProduct(w.Grad, v, self.inputs[inpIdx], w.gradScaleTarget(), self.gradScale(passType), transB=True)
+
+    def constrainWeights(self):
+        pass
+
+    def checkGradients(self):
+        self.net.checkGradient("%s weights" % self.name, self.wStep, _CheckedMatrix(self.tw.allW, self.tw.allGrad))
+        self.net.checkGradient("%s biases" % self.name, self.bStep, self.biases)
 
 
 class LocalLayer(WeightLayer):
@@ -518,6 +726,29 @@ class MaxPoolLayer(PoolLayer):
                                  self.start, self.stride, self.outputsX, scaleTargets, 1.0)
 
 
+class RandomPoolLayer(PoolLayer):
+    """pool=rand (AlexNet code): each output a randomly drawn pixel of its window, in every
+    pass (gradient checks included), or the maximum with doMax; back-propagated as max
+    pooling is."""
+
+    def __init__(self, net, dic):
+        super().__init__(net, dic)
+        self.doMax = bool(dic.get("doMax", False))
+        net.out("domax: %d" % self.doMax)
+
+    def fpropActs(self, inpIdx, scaleTargets, passType):
+        if self.doMax:
+            self.be.convLocalPool(self.inputs[0], self.acts, self.channels, self.sizeX, self.start, self.stride,
+                                  self.outputsX, "max")
+        else:
+            self.be.convLocalRandomPool(self.inputs[0], self.acts, self.channels, self.sizeX, self.start,
+                                        self.stride, self.outputsX)
+
+    def bpropActs(self, v, inpIdx, scaleTargets, passType):
+        self.be.convLocalMaxUndo(self.inputs[0], v, self.acts, self.prevGrad(0, scaleTargets), self.sizeX,
+                                 self.start, self.stride, self.outputsX, scaleTargets, 1.0)
+
+
 class NailbedLayer(Layer):
     def fpropActs(self, inpIdx, scaleTargets, passType):
         d = self.dic
@@ -552,7 +783,8 @@ class HorizontalReflectionLayer(Layer):
         self.be.convReflectHorizontal(self.inputs[0], self.acts, self.dic["imgSize"])
 
     def bpropActs(self, v, inpIdx, scaleTargets, passType):
-        self.be.convReflectHorizontal(v, self.prevGrad(0, scaleTargets), self.dic["imgSize"], scaleTargets, 1.0)
+        # 2012 mistake: the AlexNet code ignored scaleTargets here, overwriting an earlier gradient.
+        self.be.convReflectHorizontal(v, self.prevGrad(0, 0.0), self.dic["imgSize"])
 
 
 class ResizeLayer(Layer):
@@ -735,11 +967,170 @@ class SumOfSquaresCostLayer(CostLayer):
         self.be.add(self.prevGrad(inpIdx, scaleTargets), self.inputs[0], scaleTargets, -2.0 * self.coeff)
 
 
+class CrossEntCostLayer(CostLayer):
+    """cost.crossent (AlexNet code): -sum_i labels[i] log(probs[i]) against a label
+    distribution (input 0) over a softmax (input 1), and the top-1 error."""
+
+    def fpropActs(self, inpIdx, scaleTargets, passType):
+        if inpIdx != 0:
+            return
+        be, (labels, probs) = self.be, self.inputs
+        n = labels.shape[1]
+        self.acts = self.alloc("_acts", 1, n)
+        correct = self.alloc("_correct", 1, n)
+        be.computeCrossEntCost(labels, probs, self.acts, correct)
+        self.costv = [-be.sum(self.acts), n - be.sum(correct)]
+
+    def bpropActs(self, v, inpIdx, scaleTargets, passType):
+        if inpIdx != 1:
+            raise EngineError("Layer '%s': cost.crossent cannot propagate a gradient to its labels" % self.name)
+        p = self.prev[1]
+        if len(p.next) > 1 or p.type != "softmax":
+            self.be.computeCrossEntGrad(self.inputs[0], self.inputs[1], self.prevGrad(1, scaleTargets),
+                                        scaleTargets == 1, self.coeff)
+            return
+        # 2012 left this case to the softmax layer, which fuses only cost.logreg: no gradient was ever computed.
+        raise EngineError("Layer '%s': the AlexNet 2012 code computes no gradient for cost.crossent over a softmax "
+                          "layer ('%s') that feeds nothing else (its softmax layer fuses only cost.logreg, and the "
+                          "2012 program stopped on an assertion here). Give '%s' another consumer, or use "
+                          "cost.logreg." % (self.name, p.name, p.name))
+
+
+class CrossEnt2CostLayer(CostLayer):
+    """cost.crossent2 (AlexNet code): -sum t log y + (1-t) log(1-y) over independent
+    outputs y (input 1) with targets t (input 0). Over a logistic neuron layer that feeds
+    nothing else, that layer computes the whole gradient, coeff*(t - y)."""
+
+    def fpropActs(self, inpIdx, scaleTargets, passType):
+        if inpIdx != 0:
+            return
+        labels, probs = self.inputs
+        self.acts = self.alloc("_acts", *probs.shape)
+        self.be.computeCrossEnt2Cost(labels, probs, self.acts)
+        self.costv = [-self.be.sum(self.acts)]
+
+    def bpropActs(self, v, inpIdx, scaleTargets, passType):
+        if inpIdx != 1:
+            raise EngineError("Layer '%s': cost.crossent2 cannot propagate a gradient to its labels" % self.name)
+        p = self.prev[1]
+        fused = len(p.next) == 1 and p.type == "neuron" and p.neuron.kind == "logistic"
+        if not fused:
+            self.net.out("Computing cross-ent gradient the stupid way")
+            # 2012 mistake: CrossEntGradientOperator adds (1-t)/(1-y) where it should subtract it.
+            self.be.computeCrossEnt2Grad(self.inputs[0], self.inputs[1], self.prevGrad(1, scaleTargets),
+                                         scaleTargets != 0, self.coeff)
+
+
+class RobustFlickrCostLayer(CostLayer):
+    """cost.rflickr (AlexNet code): sum log(1 + (y - t)^2) over outputs y (input 1) and
+    targets t (input 0)."""
+
+    def fpropActs(self, inpIdx, scaleTargets, passType):
+        if inpIdx != 0:
+            return
+        labels, probs = self.inputs
+        self.acts = self.alloc("_acts", *probs.shape)
+        self.be.computeRobustFlickrCost(labels, probs, self.acts)
+        self.costv = [self.be.sum(self.acts)]
+
+    def bpropActs(self, v, inpIdx, scaleTargets, passType):
+        if inpIdx != 1:
+            raise EngineError("Layer '%s': cost.rflickr cannot propagate a gradient to its labels" % self.name)
+        self.be.computeRobustFlickrGrad(self.inputs[0], self.inputs[1], self.prevGrad(1, scaleTargets),
+                                        scaleTargets != 0, self.coeff)
+
+
+class GatedSumOfSquaresCostLayer(CostLayer):
+    """cost.gsum2 (AlexNet code): sum over cases of gate * |x|^2, gates (1, cases) from
+    input 0, x from input 1; both inputs get a gradient."""
+
+    def fpropActs(self, inpIdx, scaleTargets, passType):
+        if inpIdx != 0:
+            return
+        be, (gates, x) = self.be, self.inputs
+        self.ungated = self.alloc("_ungated", *x.shape)
+        be.square(x, self.ungated)
+        self.acts = self.alloc("_acts", *x.shape)
+        be.eltwiseMultByVector(self.ungated, gates, self.acts)
+        self.costv = [be.sum(self.acts)]
+
+    def bpropActs(self, v, inpIdx, scaleTargets, passType):
+        be = self.be
+        if inpIdx == 0:  # the gates: -coeff * |x|^2 per case
+            be.addSum(self.prevGrad(0, scaleTargets), self.ungated, 0, scaleTargets, -self.coeff)
+        else:  # (overwrites the squares, as 2012 did: input 0 comes first)
+            be.eltwiseMultByVector(self.inputs[1], self.inputs[0], self.ungated)
+            be.add(self.prevGrad(inpIdx, scaleTargets), self.ungated, scaleTargets, -2.0 * self.coeff)
+
+
+class TICACostLayer(CostLayer):
+    """cost.tica (AlexNet code). It reports the sum of 1/(0.001 + local L2 norm) (convTICA)
+    but back-propagates minus the gradient of the sum of the local norms (convTICAGrad):
+    its own gradient check fails, as its 2012 comments say."""
+
+    def __init__(self, net, dic):
+        super().__init__(net, dic)
+        self.channels, self.sizeX = dic["channels"], dic["sizeX"]
+
+    def fpropActs(self, inpIdx, scaleTargets, passType):
+        x = self.inputs[0]
+        self.acts = self.alloc("_acts", *x.shape)
+        self.be.convTICA(x, self.acts, self.channels, self.sizeX, scaleTargets, 1.0)
+        # 2012 mistake (its own TODO): this sums reciprocals, not the cost whose gradient bprop returns.
+        self.costv = [self.be.sum(self.acts)]
+
+    def bpropActs(self, v, inpIdx, scaleTargets, passType):
+        self.be.convTICAGrad(self.inputs[0], self.acts, self.prevGrad(inpIdx, scaleTargets), self.channels, self.sizeX,
+                             scaleTargets, self.coeff)
+
+
+class MultiSoftmaxCostLayer(CostLayer):
+    """cost.msm (AlexNet code): labels (input 0) and energies (input 1). The outputs are
+    the marginals P(j in S) of a random set S of setSize outputs with P(S) proportional to
+    exp(sum of S's energies); the cost is -log P(label in S), with top-1 and top-setSize
+    errors ranked by energy. Computed on the host (multisoftmax.cpp), as in 2012."""
+
+    def __init__(self, net, dic):
+        super().__init__(net, dic)
+        self.setSize, self.numOut = dic["setSize"], dic["numOut"]
+
+    def fpropActs(self, inpIdx, scaleTargets, passType):
+        if inpIdx != 0:
+            return
+        import numpy as np
+        be, (labels, energies) = self.be, self.inputs
+        eT = be.to_host(energies).T
+        self._energiesT = np.ascontiguousarray(eT - eT.max(axis=1, keepdims=True))
+        self._labels = be.to_host(labels).reshape(-1)
+        self._cpuProbs = np.empty_like(self._energiesT)
+        be.multiSoftmaxCPU(self._energiesT, self._cpuProbs, self._labels, self.setSize, True)
+        self.acts = self.alloc("_acts", *energies.shape)
+        be.copy(be.array(self._cpuProbs.T), self.acts)
+        n = labels.shape[1]
+        logp, correct, top = (self.alloc(a, 1, n) for a in ("_logp", "_correct", "_top"))
+        be.computeMultiSoftmaxCost(labels, self.acts, energies, logp, correct, top, self.setSize, True)
+        self.costv = [-be.sum(logp), n - be.sum(correct), n - be.sum(top)]
+
+    def bpropActs(self, v, inpIdx, scaleTargets, passType):
+        if inpIdx != 1:
+            return
+        be = self.be
+        # the marginals given that the label is in the set, minus the marginals (in place)
+        be.multiSoftmaxCPU(self._energiesT, self._cpuProbs, self._labels, self.setSize, False)
+        grad = be.array(self._cpuProbs.T * self.coeff)
+        target = self.prevGrad(1, scaleTargets)
+        if scaleTargets == 1:
+            be.add(target, grad)
+        else:
+            be.copy(grad, target)
+
+
 def make_layer(net, dic):
     """The engine layer for a parsed layer dict."""
     t = dic["type"]
     if t == "pool":
-        cls = {"avg": AvgPoolLayer, "max": MaxPoolLayer, "maxabs": MaxPoolLayer}.get(dic["pool"])
+        pools = {"avg": AvgPoolLayer, "max": MaxPoolLayer, "maxabs": MaxPoolLayer, "rand": RandomPoolLayer}
+        cls = pools.get(dic["pool"])
         if cls is None:
             raise EngineError("Layer '%s': pool=%s is not supported by this engine yet" % (dic["name"], dic["pool"]))
         return cls(net, dic)
@@ -772,4 +1163,11 @@ LAYER_CLASSES = {
     "hs": HiddenSexLayer,
     "cost.logreg": LogregCostLayer,
     "cost.sum2": SumOfSquaresCostLayer,
+    "treefc": TreeFCLayer,
+    "cost.crossent": CrossEntCostLayer,
+    "cost.crossent2": CrossEnt2CostLayer,
+    "cost.rflickr": RobustFlickrCostLayer,
+    "cost.gsum2": GatedSumOfSquaresCostLayer,
+    "cost.tica": TICACostLayer,
+    "cost.msm": MultiSoftmaxCostLayer,
 }

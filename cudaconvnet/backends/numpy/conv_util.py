@@ -20,7 +20,7 @@ __all__ = ["convLocalPool", "convLocalMaxUndo", "convLocalAvgUndo", "convContras
            "convContrastNormCrossMap", "convResponseNormCrossMap",
            "convResponseNormCrossMapUndo", "convTICA", "convTICAGrad", "convGaussianBlur",
            "convBedOfNails", "convBedOfNailsUndo", "convResizeBilinear", "convRGBToYUV",
-           "convRGBToLAB", "convCrop", "convReflectHorizontal"]
+           "convRGBToLAB", "convCrop", "convReflectHorizontal", "convLocalRandomPool"]
 
 
 # ----------------------------------------------------------------------------------------
@@ -149,6 +149,43 @@ def convLocalPool(images, target, numFilters, subsX, startX, strideX, outputsX, 
     if pooler == "avg":
         with np.errstate(divide="ignore", invalid="ignore"):
             out4 /= _region_sizes(subsX, startX, strideX, outputsX, imgSize)[:, :, None]
+
+
+def convLocalRandomPool(images, target, numFilters, subsX, startX, strideX, outputsX):
+    """Random pooling (CHM's pool=rand without doMax): each output takes the value of one
+    pixel of its window, drawn uniformly among the window's in-image pixels, independently
+    for every channel, output and image, from the backend's generator.
+
+    images:   (numFilters * imgSize^2, numImages)
+    target:   (numFilters * outputsX^2, numImages), written in place
+
+    The 2012 kernel is not in the CHM release; this is a reading of its name and of its
+    layer, which back-propagates through convLocalMaxUndo (so the gradient goes to every
+    pixel of the window equal to the drawn one).
+    """
+    from . import nvmatrix  # the generator lives there (seed, checkpointed state)
+    fn = "convLocalRandomPool"
+    check_matrix(fn, "images", images)
+    imgSize = _channels_img_size(fn, "images", images, numFilters)
+    if subsX < 1 or strideX < 1 or outputsX < 1:
+        raise ValueError("%s: subsX (%d), strideX (%d) and outputsX (%d) must be positive"
+                         % (fn, subsX, strideX, outputsX))
+    N = images.shape[1]
+    check_matrix(fn, "target", target, numFilters * outputsX * outputsX, N, writeable=True)
+    s = startX + np.arange(outputsX) * strideX
+    lo = np.maximum(0, s)
+    count = np.minimum(imgSize, s + subsX) - lo
+    if (count < 1).any():
+        raise ValueError("%s: a window lies wholly outside the image" % fn)
+    u = nvmatrix._rng.random((numFilters, outputsX, outputsX, N))
+    cy, cx = count[None, :, None, None], count[None, None, :, None]
+    pick = np.minimum((u * (cy * cx)).astype(np.int64), cy * cx - 1)
+    yy = lo[None, :, None, None] + pick // cx
+    xx = lo[None, None, :, None] + pick % cx
+    cc = np.arange(numFilters)[:, None, None, None]
+    nn = np.arange(N)[None, None, None, :]
+    img4 = images.reshape(numFilters, imgSize, imgSize, N)
+    target.reshape(numFilters, outputsX, outputsX, N)[...] = img4[cc, yy, xx, nn]
 
 
 def _undo_check(fn, outputsX, subsX, strideX):
