@@ -536,6 +536,13 @@ class LayerWithInputParser(LayerParser):
             raise LayerParsingError("Layer '%s': layers of type '%s' cannot propagate gradient and must not be placed "
                                     "over layers with parameters." % (self.dic["name"], self.dic["type"]))
 
+    def shares_matrices(self):
+        """A layer that needs neither its own output nor its inputs to back-propagate, and
+        may borrow its gradient matrix: the parts of the 2012 memory-sharing scheme."""
+        self.dic["forceOwnActs"] = False
+        self.dic["usesActs"] = False
+        self.dic["usesInputs"] = False
+
     def img_from_channels(self, channels):
         """imgPixels and imgSize of the first input read as `channels`-channel square images."""
         dic = self.dic
@@ -549,9 +556,7 @@ class NailbedLayerParser(LayerWithInputParser):
 
     def parse(self, name, mcp, prev_layers, model=None):
         dic = LayerWithInputParser.parse(self, name, mcp, prev_layers, model)
-        dic["forceOwnActs"] = False
-        dic["usesActs"] = False
-        dic["usesInputs"] = False
+        self.shares_matrices()
         dic["channels"] = mcp.safe_get_int(name, "channels")
         dic["stride"] = mcp.safe_get_int(name, "stride")
         self.verify_num_range(dic["channels"], "channels", 1, None)
@@ -573,9 +578,7 @@ class GaussianBlurLayerParser(LayerWithInputParser):
 
     def parse(self, name, mcp, prev_layers, model=None):
         dic = LayerWithInputParser.parse(self, name, mcp, prev_layers, model)
-        dic["forceOwnActs"] = False
-        dic["usesActs"] = False
-        dic["usesInputs"] = False
+        self.shares_matrices()
         dic["outputs"] = dic["numInputs"][0]
         dic["channels"] = mcp.safe_get_int(name, "channels")
         dic["filterSize"] = mcp.safe_get_int(name, "filterSize")
@@ -619,9 +622,7 @@ class ResizeLayerParser(LayerWithInputParser):
 
     def parse(self, name, mcp, prev_layers, model=None):
         dic = LayerWithInputParser.parse(self, name, mcp, prev_layers, model)
-        dic["forceOwnActs"] = False
-        dic["usesActs"] = False
-        dic["usesInputs"] = False
+        self.shares_matrices()
         dic["channels"] = mcp.safe_get_int(name, "channels")
         self.img_from_channels(dic["channels"])
         dic["scale"] = mcp.safe_get_float(name, "scale")
@@ -643,9 +644,7 @@ class RandomScaleLayerParser(LayerWithInputParser):
 
     def parse(self, name, mcp, prev_layers, model=None):
         dic = LayerWithInputParser.parse(self, name, mcp, prev_layers, model)
-        dic["forceOwnActs"] = False
-        dic["usesActs"] = False
-        dic["usesInputs"] = False
+        self.shares_matrices()
         dic["channels"] = mcp.safe_get_int(name, "channels")
         self.verify_num_range(dic["channels"], "channels", 1, None)
         self.img_from_channels(dic["channels"])
@@ -678,9 +677,7 @@ class ColorTransformLayerParser(LayerWithInputParser):
 
     def parse(self, name, mcp, prev_layers, model=None):
         dic = LayerWithInputParser.parse(self, name, mcp, prev_layers, model)
-        dic["forceOwnActs"] = False
-        dic["usesActs"] = False
-        dic["usesInputs"] = False
+        self.shares_matrices()
         self.img_from_channels(3)
         dic["channels"] = 3
         dic["outputs"] = dic["numInputs"][0]
