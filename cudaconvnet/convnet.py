@@ -13,11 +13,10 @@ import numpy as np
 
 from . import layer as lay
 from .backends import BackendUnavailable, get_backend
-from .convdata import CIFARDataProvider, CroppedCIFARDataProvider, DummyConvNetDataProvider  # noqa: F401 (registers)
 from .data import DataProvider, DataProviderException
-from .engine.layers import EngineError, PASS_TEST
+from .engine.layers import EngineError
 from .engine.net import ConvNet as Engine
-from .gpumodel import IGPUModel, ModelStateException, StopTraining, run_main
+from .gpumodel import IGPUModel, StopTraining, run_main
 from .options import (BooleanOptionParser, FloatOptionParser, IntegerOptionParser, ListOptionParser,
                       StringOptionParser)
 from .py2dict import Py2Dict

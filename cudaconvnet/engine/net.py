@@ -10,7 +10,7 @@ import random
 
 import numpy as np
 
-from ..layer import ALEXNET, CUDA_CONVNET
+from ..layer import CUDA_CONVNET
 from .cost import Cost
 from .layers import PASS_GC, PASS_TEST, PASS_TRAIN, CostLayer, DataLayer, EngineError, make_layer
 
