@@ -1,0 +1,457 @@
+"""The AlexNet paper net on one GPU: a training step of this port's CUDA backend, and each
+convolution's three passes, against PyTorch + cuDNN on the same net and the same shapes.
+
+No 2012 counterpart as such: 2012 trained the two towers on two GTX 580s. Here both towers
+run on one GPU, minibatch 128, fp32; the peer is PyTorch with cuDNN (cudnn.benchmark on),
+measured in the same process on the same GPU, once with TF32 off (true fp32) and once on.
+
+    python benchmarks/gpu_step.py [--mini 128] [--warmup 3] [--iters 20]
+                                  [--layers layers_cfg/layers-alexnet.cfg]
+                                  [--params layers_cfg/layer-params-alexnet.cfg]
+                                  [--no-torch] [--json out.json] [--dry-run]
+
+What is timed (CUDA events around each call, after --warmup untimed calls, median of
+--iters):
+  step     ours: ConvNet.train_batch on one minibatch already on the GPU (fprop, bprop,
+           weight update, the cost read back to the host, as the training loop runs it);
+           PyTorch: forward, loss, backward and an SGD step (momentum 0.9, weight decay)
+           of the same layer graph built from the same parsed config (see TorchNet: the
+           2012 layers mapped to their nearest PyTorch ops; dropout there is the inverted
+           kind, which costs the same);
+  per conv layer and input (both towers listed, conv3's two inputs apart):
+    fprop          ours: convFilterActs        peer: F.conv2d
+    bprop-img      ours: convImgActs           peer: aten.convolution_backward (input grad)
+    bprop-weights  ours: convWeightActs with the layer's partialSum (without the small
+                   addSum over partial sums that follows it)
+                                               peer: aten.convolution_backward (weight grad)
+  The 2012 geometry lets the last module overhang the image (conv1: 1 + ceil((224-11)/4) =
+  55); for cuDNN the input is zero-padded right/bottom to give the same output size (the
+  padding copy is not timed).
+The per-layer shapes all come from the parsed config; --dry-run prints them and exits (needs
+neither a GPU nor PyTorch).
+"""
+import argparse
+import contextlib
+import copy
+import io
+import json
+import os
+import statistics
+import sys
+
+import numpy as np
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+DEFAULT_LAYERS = os.path.join(ROOT, "layers_cfg", "layers-alexnet.cfg")
+DEFAULT_PARAMS = os.path.join(ROOT, "layers_cfg", "layer-params-alexnet.cfg")
+
+
+# ==========================================================================================
+# the net, from the config
+# ==========================================================================================
+def parse(layers_cfg, params_cfg, img_size=224, channels=3, classes=1000, seed=0):
+    """The parsed layer dicts (AlexNet dialect: a dict keyed by name), and the dialect."""
+    import numpy.random as nr
+
+    from cudaconvnet import layer
+    dialect = layer.ALEXNET if "gpu=" in open(layers_cfg).read() else layer.CUDA_CONVNET
+    nr.seed(seed)
+    model = layer.StaticModel([channels * img_size * img_size, 1], classes, num_gpus=2)
+    with contextlib.redirect_stdout(io.StringIO()):
+        layers = layer.LayerParser.parse_layers(layers_cfg, params_cfg, model, dialect=dialect)
+    return layers, dialect
+
+
+def layer_dicts(layers):
+    return list(layers.values()) if isinstance(layers, dict) else list(layers)
+
+
+def conv_specs(layers):
+    """One spec per (conv layer, input): the shapes of its three passes."""
+    out = []
+    for d in layer_dicts(layers):
+        if d["type"] != "conv":
+            continue
+        for i, inp in enumerate(d["inputs"]):
+            img, m, k = d["imgSize"][i], d["modulesX"], d["filterSize"][i]
+            out.append(dict(name="%s[%d]" % (d["name"], i) if len(d["inputs"]) > 1 else d["name"], layer=d["name"],
+                            idx=i, input=inp if isinstance(inp, str) else str(inp), channels=d["channels"][i],
+                            filters=d["filters"], filterSize=k, padding=-d["padding"][i], stride=d["stride"][i],
+                            imgSize=img, modulesX=m, groups=d["groups"][i], filterChannels=d["filterChannels"][i],
+                            partialSum=d["partialSum"]))
+    return out
+
+
+def flops(spec, n):
+    """Direct-convolution multiply-adds x 2 (the same count for all three passes)."""
+    return 2.0 * n * spec["modulesX"] ** 2 * spec["filters"] * spec["filterChannels"] * spec["filterSize"] ** 2
+
+
+def print_specs(specs, n):
+    print("%-10s %-14s %5s %5s %4s %4s %4s %5s %6s %4s %9s" % ("conv", "input", "C", "F", "k", "pad", "str", "img",
+                                                              "out", "pS", "GFLOP"))
+    for s in specs:
+        print("%-10s %-14s %5d %5d %4d %4d %4d %5d %6d %4d %9.2f" % (
+            s["name"], s["input"], s["channels"], s["filters"], s["filterSize"], s["padding"], s["stride"],
+            s["imgSize"], s["modulesX"], s["partialSum"], flops(s, n) / 1e9))
+
+
+def median_ms(times):
+    return statistics.median(times)
+
+
+# ==========================================================================================
+# ours
+# ==========================================================================================
+def time_ours(layers, dialect, specs, n, warmup, iters):
+    import pycuda.driver as drv
+
+    from cudaconvnet.backends import get_backend
+    from cudaconvnet.engine.layers import ConvLayer
+    from cudaconvnet.engine.net import ConvNet
+    be = get_backend("cuda")
+    be.use_device()
+    net = ConvNet(copy.deepcopy(layers), n, be, dialect=dialect, seed=0, out=lambda s: None)
+    rng = np.random.default_rng(0)
+    dims = [d["outputs"] for d in layer_dicts(layers) if d["type"] == "data"]
+    data = [be.array((rng.standard_normal((dims[0], n)) * 50).astype(np.float32)),
+            be.array(rng.integers(0, 1000, (1, n)).astype(np.float32))]
+
+    def timed(fn, reps):
+        t = []
+        for _ in range(reps):
+            a, b = drv.Event(), drv.Event()
+            a.record()
+            fn()
+            b.record()
+            b.synchronize()
+            t.append(a.time_till(b))
+        return t
+
+    results = {"device": be.device_name()}
+    timed(lambda: net.train_batch(data), warmup)  # compiles every kernel on first use
+    results["step_ms"] = median_ms(timed(lambda: net.train_batch(data), iters))
+
+    by_name = {l.name: l for l in net.layers}
+    per = {}
+    for s in specs:
+        L = by_name[s["layer"]]
+        assert isinstance(L, ConvLayer)
+        i = s["idx"]
+        W = L.weights[i].W
+        x = L.inputs[i]
+        v = be.array(rng.standard_normal(L.acts.shape).astype(np.float32))
+        img_grad = be.empty(*x.shape)
+        geo = L.geometry(i)
+        img, m = L.imgSize[i], L.modulesX
+        rows = L.filterChannels[i] * L.filterPixels[i]
+        sums = L.modules // L.partialSum if L.partialSum > 0 else 1
+        wtmp = be.empty(sums * rows, L.numFilters)
+        fprop = L.sparse(i, "convFilterActs")
+        bimg = L.sparse(i, "convImgActs")
+        bw = L.sparse(i, "convWeightActs")
+        passes = {
+            "fprop": lambda: fprop(x, W, L.acts, img, m, m, *geo, 0.0, 1.0),
+            "bprop-img": lambda: bimg(v, W, img_grad, img, img, m, *geo, 0.0, 1.0),
+            "bprop-weights": lambda: bw(x, v, wtmp, img, m, m, L.filterSize[i], *geo, L.partialSum, 0.0, 1.0),
+        }
+        for p, fn in passes.items():
+            timed(fn, warmup)
+            per[(s["name"], p)] = median_ms(timed(fn, iters))
+    results["conv"] = per
+    return results
+
+
+# ==========================================================================================
+# the peer: PyTorch + cuDNN
+# ==========================================================================================
+def torch_available():
+    try:
+        import torch
+    except ImportError as e:
+        return False, "PyTorch is not installed (%s)" % e
+    if not torch.cuda.is_available():
+        return False, "PyTorch sees no CUDA device"
+    return True, ""
+
+
+def _torch_pad(spec):
+    """Extra right/bottom zero padding that gives cuDNN the 2012 module count."""
+    img, k, s, p, m = spec["imgSize"], spec["filterSize"], spec["stride"], spec["padding"], spec["modulesX"]
+    return max(0, (m - 1) * s + k - (img + 2 * p))
+
+
+def time_torch_convs(specs, n, warmup, iters, tf32):
+    import torch
+    import torch.nn.functional as F
+    torch.backends.cudnn.benchmark = True
+    torch.backends.cudnn.allow_tf32 = tf32
+    torch.backends.cuda.matmul.allow_tf32 = tf32
+    dev = torch.device("cuda")
+    per = {}
+    for s in specs:
+        g = torch.Generator(device="cpu").manual_seed(0)
+        x = torch.randn(n, s["channels"], s["imgSize"], s["imgSize"], generator=g).to(dev)
+        extra = _torch_pad(s)
+        if extra:
+            x = F.pad(x, (0, extra, 0, extra))
+        w = (0.01 * torch.randn(s["filters"], s["channels"] // s["groups"], s["filterSize"], s["filterSize"],
+                                generator=g)).to(dev)
+        stride, pad = [s["stride"]] * 2, [s["padding"]] * 2
+        y = F.conv2d(x, w, None, stride, pad, 1, s["groups"])
+        assert y.shape[-1] == s["modulesX"], (s["name"], y.shape, s["modulesX"])
+        gy = torch.randn_like(y)
+
+        def bwd(mask):
+            return torch.ops.aten.convolution_backward(gy, x, w, None, stride, pad, [1, 1], False, [0, 0],
+                                                       s["groups"], mask)
+        passes = {"fprop": lambda: F.conv2d(x, w, None, stride, pad, 1, s["groups"]),
+                  "bprop-img": lambda: bwd([True, False, False]),
+                  "bprop-weights": lambda: bwd([False, True, False])}
+        for p, fn in passes.items():
+            per[(s["name"], p)] = median_ms(_torch_timed(fn, warmup, iters))
+    return per
+
+
+def _torch_timed(fn, warmup, iters):
+    import torch
+    with torch.no_grad():
+        for _ in range(warmup):
+            fn()
+        t = []
+        for _ in range(iters):
+            a, b = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+            a.record()
+            fn()
+            b.record()
+            b.synchronize()
+            t.append(a.elapsed_time(b))
+    return t
+
+
+def build_torch_net(layers):
+    """The parsed layer graph as a PyTorch module (NCHW, the same weights): the 2012 layer
+    types the AlexNet config uses, each mapped to its nearest PyTorch op."""
+    import torch
+    import torch.nn as nn
+    import torch.nn.functional as F
+
+    from cudaconvnet.engine.net import topological_order
+
+    dicts = layer_dicts(layers)
+    names = [d["name"] for d in dicts]
+
+    def input_names(d):
+        return [names[i] if isinstance(i, int) else i for i in d.get("inputs", []) or []]
+
+    order = topological_order(dicts, input_names)
+
+    class TorchNet(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.params = nn.ParameterDict()
+            self.shapes = {}
+            for d in order:
+                t = d["type"]
+                if t == "conv":
+                    for i in range(len(d["inputs"])):
+                        W = np.asarray(d["weights"][i]).T.reshape(d["filters"], d["filterChannels"][i],
+                                                                  d["filterSize"][i], d["filterSize"][i])
+                        self.params["%s_w%d" % (d["name"], i)] = nn.Parameter(torch.tensor(np.ascontiguousarray(W)))
+                    self.params["%s_b" % d["name"]] = nn.Parameter(torch.tensor(np.asarray(d["biases"]).ravel()))
+                elif t == "fc":
+                    for i in range(len(d["inputs"])):
+                        self.params["%s_w%d" % (d["name"], i)] = nn.Parameter(torch.tensor(np.asarray(d["weights"][i])))
+                    self.params["%s_b" % d["name"]] = nn.Parameter(torch.tensor(np.asarray(d["biases"]).ravel()))
+
+        def forward(self, images, labels):
+            acts = {}
+            loss = None
+            for d in order:
+                t, name = d["type"], d["name"]
+                ins = [acts.get(k) for k in input_names(d)]
+                if t == "data":
+                    acts[name] = images if d["dataIdx"] == 0 else labels
+                elif t == "conv":
+                    out = 0
+                    for i, x in enumerate(ins):
+                        s = dict(imgSize=d["imgSize"][i], filterSize=d["filterSize"][i], stride=d["stride"][i],
+                                 padding=-d["padding"][i], modulesX=d["modulesX"])
+                        if x.dim() == 2:
+                            c = d["channels"][i]
+                            x = x.reshape(x.shape[0], c, s["imgSize"], s["imgSize"])
+                        extra = _torch_pad(s)
+                        if extra:
+                            x = F.pad(x, (0, extra, 0, extra))
+                        out = out + F.conv2d(x, self.params["%s_w%d" % (name, i)], None, s["stride"], s["padding"],
+                                             1, d["groups"][i])
+                    b = self.params["%s_b" % name]
+                    acts[name] = out + (b.view(1, -1, 1, 1) if d["sharedBiases"] else b.view(1, *out.shape[1:]))
+                elif t == "neuron":
+                    kind, p = d["neuron"]["type"], d["neuron"].get("params", {})
+                    x = ins[0]
+                    if kind == "relu":
+                        acts[name] = F.relu(x)
+                    elif kind == "logistic":
+                        acts[name] = torch.sigmoid(x)
+                    elif kind == "tanh":
+                        acts[name] = p["a"] * torch.tanh(p["b"] * x)
+                    elif kind == "ident":
+                        acts[name] = x
+                    else:
+                        raise NotImplementedError("neuron %s in the PyTorch peer" % kind)
+                elif t == "pool":
+                    x = ins[0]
+                    if d["start"] != 0:
+                        raise NotImplementedError("pool start != 0 in the PyTorch peer")
+                    if d["pool"] == "max":
+                        y = F.max_pool2d(x, d["sizeX"], d["stride"], ceil_mode=True)
+                    else:
+                        y = F.avg_pool2d(x, d["sizeX"], d["stride"], ceil_mode=True, count_include_pad=False)
+                    acts[name] = y
+                elif t == "cmrnorm":
+                    acts[name] = F.local_response_norm(ins[0], d["size"], alpha=d["scale"] * d["size"],
+                                                       beta=d["pow"], k=d.get("minDiv", 1.0))
+                elif t in ("rnorm", "cnorm"):
+                    x = ins[0]
+                    size = d["size"]
+                    box = F.avg_pool2d(x * x, size, 1, size // 2, count_include_pad=True) * (size * size)
+                    acts[name] = x * (1 + d["scale"] * box[..., :x.shape[-2], :x.shape[-1]]) ** (-d["pow"])
+                elif t == "fc":
+                    out = 0
+                    for i, x in enumerate(ins):
+                        out = out + x.flatten(1) @ self.params["%s_w%d" % (name, i)]
+                    acts[name] = out + self.params["%s_b" % name]
+                elif t == "hs":
+                    acts[name] = F.dropout(ins[0], 1 - d["keep"], training=bool(d["enable"]))
+                elif t == "softmax":
+                    acts[name] = F.softmax(ins[0], dim=1)
+                elif t == "cost.logreg":
+                    lab, probs = ins
+                    nll = F.nll_loss(torch.log(probs), lab.long().view(-1), reduction="sum")
+                    loss = d["coeff"] * nll if loss is None else loss + d["coeff"] * nll
+                else:
+                    raise NotImplementedError("layer type %s in the PyTorch peer" % t)
+            return loss
+
+    return TorchNet()
+
+
+def time_torch_step(layers, n, warmup, iters, tf32):
+    import torch
+    torch.backends.cudnn.benchmark = True
+    torch.backends.cudnn.allow_tf32 = tf32
+    torch.backends.cuda.matmul.allow_tf32 = tf32
+    dev = torch.device("cuda")
+    net = build_torch_net(layers).to(dev)
+    opt = torch.optim.SGD(net.parameters(), lr=0.001, momentum=0.9, weight_decay=0.0005)
+    data = [d for d in layer_dicts(layers) if d["type"] == "data"]
+    g = torch.Generator(device="cpu").manual_seed(0)
+    images = (50 * torch.randn(n, data[0]["outputs"], generator=g)).to(dev)
+    labels = torch.randint(0, 1000, (n,), generator=g).float().to(dev)
+
+    def step():
+        opt.zero_grad(set_to_none=True)
+        loss = net(images, labels)
+        loss.backward()
+        opt.step()
+    for _ in range(warmup):
+        step()
+    t = []
+    for _ in range(iters):
+        a, b = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+        a.record()
+        step()
+        b.record()
+        b.synchronize()
+        t.append(a.elapsed_time(b))
+    return median_ms(t)
+
+
+# ==========================================================================================
+# report
+# ==========================================================================================
+def report(specs, n, ours, peers):
+    cols = ["fp32", "tf32"]
+    print("\nGPU: %s; minibatch %d; medians of CUDA-event times (ms)" % (ours.get("device", "?"), n))
+    head = "%-10s %-14s %9s %9s %8s" % ("conv", "pass", "ours", "GFLOP/s", "")
+    for c in cols:
+        if c in peers:
+            head += " %11s %9s" % ("cuDNN " + c, "ours/" + c)
+    print(head)
+    total = {"ours": 0.0}
+    for s in specs:
+        for p in ("fprop", "bprop-img", "bprop-weights"):
+            t = ours["conv"][(s["name"], p)]
+            in_step = not (p == "bprop-img" and s["input"] in ("data", "0"))
+            line = "%-10s %-14s %9.3f %9.0f %8s" % (s["name"], p, t, flops(s, n) / t / 1e6, "" if in_step else "(no step)")
+            if in_step:
+                total["ours"] += t
+            for c in cols:
+                if c in peers:
+                    pt = peers[c]["conv"][(s["name"], p)]
+                    line += " %11.3f %8.2fx" % (pt, t / pt)
+                    if in_step:
+                        total[c] = total.get(c, 0.0) + pt
+            print(line)
+    line = "%-25s %9.3f %18s" % ("conv layers in a step", total["ours"], "")
+    for c in cols:
+        if c in peers:
+            line += " %11.3f %8.2fx" % (total[c], total["ours"] / total[c])
+    print(line)
+    line = "%-25s %9.3f %18s" % ("training step", ours["step_ms"], "")
+    for c in cols:
+        if c in peers:
+            line += " %11.3f %8.2fx" % (peers[c]["step_ms"], ours["step_ms"] / peers[c]["step_ms"])
+    print(line)
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--layers", default=DEFAULT_LAYERS)
+    ap.add_argument("--params", default=DEFAULT_PARAMS)
+    ap.add_argument("--mini", type=int, default=128)
+    ap.add_argument("--warmup", type=int, default=3)
+    ap.add_argument("--iters", type=int, default=20)
+    ap.add_argument("--no-torch", action="store_true", help="skip the PyTorch peer")
+    ap.add_argument("--json", default="", help="also write the numbers here")
+    ap.add_argument("--dry-run", action="store_true", help="print the parsed conv shapes and exit")
+    args = ap.parse_args(argv)
+
+    layers, dialect = parse(args.layers, args.params)
+    specs = conv_specs(layers)
+    print("%s (%s dialect): %d conv passes per input" % (os.path.basename(args.layers), dialect, len(specs)))
+    print_specs(specs, args.mini)
+    if args.dry_run:
+        return 0
+
+    ours = time_ours(layers, dialect, specs, args.mini, args.warmup, args.iters)
+    peers = {}
+    ok, why = (False, "--no-torch") if args.no_torch else torch_available()
+    if ok:
+        for name, tf32 in (("fp32", False), ("tf32", True)):
+            peers[name] = {"conv": time_torch_convs(specs, args.mini, args.warmup, args.iters, tf32)}
+            try:
+                peers[name]["step_ms"] = time_torch_step(layers, args.mini, args.warmup, args.iters, tf32)
+            except NotImplementedError as e:
+                print("PyTorch step skipped: %s" % e)
+                peers[name]["step_ms"] = float("nan")
+    else:
+        print("\nno PyTorch peer: %s" % why)
+    report(specs, args.mini, ours, peers)
+    if args.json:
+        def keyed(d):
+            return {"%s %s" % k: v for k, v in d.items()}
+        out = {"device": ours["device"], "minibatch": args.mini, "ours": {"step_ms": ours["step_ms"],
+                                                                           "conv": keyed(ours["conv"])}}
+        for k, v in peers.items():
+            out["cudnn_" + k] = {"step_ms": v["step_ms"], "conv": keyed(v["conv"])}
+        with open(args.json, "w") as f:
+            json.dump(out, f, indent=1)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

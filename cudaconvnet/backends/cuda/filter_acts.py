@@ -1,0 +1,250 @@
+"""Forward pass of conv and local layers on the GPU: the host half of 2012
+cudaconv2/filter_acts.cu (the kernels are cuda_src/cudaconv2/filter_acts.cu).
+
+Same functions, arguments and semantics as cudaconvnet/backends/numpy/filter_acts.py, on
+pycuda GPUArrays (2-D float32, the 2012 layouts, cases fastest; targets preallocated and
+written in place). `select_filter_acts` is the 2012 host code's choice of kernel, template
+arguments, grid and block, as a pure function; the launch code below it only checks shapes,
+asks the selector and launches. PyCUDA is imported only when a kernel is launched.
+
+Also home of what the conv-family host modules share (Launch, the GPU matrix checks, run).
+
+What the 2012 kernels cannot do and the NumPy reference can (ValueError here): numbers of
+filters that are not a multiple of 16 per group; 4 or more colours that are odd (no
+groups) or an odd number of colours per group; grids whose second dimension would pass
+65535 blocks (numModules * numFilters / 32 or / 16).
+"""
+from collections import namedtuple
+
+import numpy as np
+
+from ..numpy.filter_acts import check_geometry, exact_div, square_side
+
+# the operations (select_filter_acts and INSTANTIATIONS are module attributes)
+__all__ = ["convFilterActs", "localFilterActs"]
+
+SRC = "cudaconv2/filter_acts.cu"
+
+# CUDA's limit on gridDim.y (and z); the 2012 grids put modules or pixels there
+MAX_GRID_Y = 65535
+# every kernel indexes with 32-bit ints
+MAX_ELEMENTS = 2 ** 31 - 1
+
+
+class Launch(namedtuple("Launch", "file name args grid block")):
+    """One kernel launch as the 2012 host code makes it: the cuda_src file, the kernel's
+    name, its template arguments, grid (x, y) and block (x, y, z)."""
+    __slots__ = ()
+
+    @property
+    def instantiation(self):
+        return (self.file, self.name, self.args)
+
+
+def DIVUP(a, b):
+    return (a + b - 1) // b
+
+
+def imgs_per_thread_128(numImages, big=4, mid=2, small=1):
+    """The 2012 choice by minibatch size: `big` when numImages % 128 == 0, `mid` when
+    % 64 == 0, else `small`."""
+    return big if numImages % 128 == 0 else mid if numImages % 64 == 0 else small
+
+
+def require(cond, fn, message):
+    """A 2012 host-code assert, as a ValueError naming the function."""
+    if not cond:
+        raise ValueError("%s: %s" % (fn, message))
+
+
+def check_grid(fn, launch):
+    gx, gy = launch.grid
+    require(gy <= MAX_GRID_Y, fn, "the 2012 grid for this shape has %d blocks in y, more than CUDA's "
+            "%d (too many modules x filters, or image pixels, for the 2012 kernel)" % (gy, MAX_GRID_Y))
+    return launch
+
+
+def sweep(selector, cases):
+    """Every distinct instantiation `selector` returns over `cases` (keyword dicts), in a
+    stable order; cases the selector refuses are skipped."""
+    seen = {}
+    for kw in cases:
+        try:
+            launch = selector(**kw)
+        except ValueError:
+            continue
+        seen.setdefault(launch.instantiation, None)
+    return list(seen)
+
+
+# ----------------------------------------------------------------------------------------
+# the selector (2012 _filterActs, the part that picks the kernel)
+
+def select_filter_acts(numImages, numFilters, numImgColors, numGroups, numModules, scaleTargets):
+    """(kernel, template args, grid, block) for filterActs, as 2012 chose them.
+
+    - imgsPerThread 4, 2 or 1 by numImages % 128 / % 64; checkImgBounds when numImages is
+      not a multiple of 32*imgsPerThread (so only with imgsPerThread 1);
+    - 1 to 3 colours: filterActs_YxX_color<4, 32, imgsPerThread, 8 or 4 by numFilters % 32,
+      numColors, scale, checkImgBounds>;
+    - more (or groups): filterActs_YxX_sparse<4, 32, imgsPerThread, 8 or 4 by
+      (numFilters/numGroups) % 32, colorCache 2, scale, checkImgBounds>;
+    - grid (DIVUP(numImages, 32*imgsPerThread), numModules*numFilters / (4*filtersPerThread)),
+      block (32, 4); scale is scaleTargets != 0.
+    """
+    fn = "filterActs"
+    require(numImgColors > 0 and numGroups > 0 and numImgColors % numGroups == 0, fn,
+            "numImgColors (%d) must be a positive multiple of numGroups (%d)" % (numImgColors, numGroups))
+    numFilterColors = numImgColors // numGroups
+    require(numGroups > 1 or numImgColors <= 3 or numImgColors % 2 == 0, fn,
+            "with one group, numImgColors must be 1, 2, 3 or even (got %d)" % numImgColors)
+    require(numGroups == 1 or numFilterColors % 2 == 0, fn,
+            "with groups, the colours per group (numImgColors/numGroups = %d) must be even" % numFilterColors)
+    require(numFilters > 0 and numFilters % (16 * numGroups) == 0, fn,
+            "numFilters (%d) must be a multiple of 16 * numGroups (%d)" % (numFilters, 16 * numGroups))
+    numFiltersPerGroup = numFilters // numGroups
+    imgsPerThread = imgs_per_thread_128(numImages)
+    checkImgBounds = numImages % (32 * imgsPerThread) != 0
+    scale = scaleTargets != 0
+    if numImgColors <= 3:
+        # (numGroups is 1 here: the asserts above leave no other case)
+        filtersPerThread = 8 if numFilters % 32 == 0 else 4
+        name, args = "filterActs_YxX_color", (4, 32, imgsPerThread, filtersPerThread, numImgColors,
+                                              scale, checkImgBounds)
+    else:
+        filtersPerThread = 8 if numFiltersPerGroup % 32 == 0 else 4
+        name, args = "filterActs_YxX_sparse", (4, 32, imgsPerThread, filtersPerThread, 2,
+                                               scale, checkImgBounds)
+    blocksY = numModules * numFilters // (4 * (8 if numFiltersPerGroup % 32 == 0 else 4))
+    grid = (DIVUP(numImages, 32 * imgsPerThread), blocksY)
+    return check_grid(fn, Launch(SRC, name, args, grid, (32, 4, 1)))
+
+
+def _instantiations():
+    cases = [dict(numImages=n, numFilters=f, numImgColors=c, numGroups=g, numModules=1, scaleTargets=s)
+             for n in (128, 64, 32, 1) for f in (16, 32, 64) for c, g in ((1, 1), (2, 1), (3, 1), (4, 1), (8, 2))
+             for s in (0.0, 1.0)]
+    return sweep(select_filter_acts, cases)
+
+
+# every (file, kernel, template args) select_filter_acts can return
+INSTANTIATIONS = _instantiations()
+
+
+# ----------------------------------------------------------------------------------------
+# GPU matrices and launching (shared by img_acts, weight_acts and sparse_acts)
+
+def check_gpu_matrix(fn, name, a, rows=None, cols=None, contiguous=True):
+    """Raise ValueError unless `a` is a 2-D float32 GPU matrix of that shape whose rows are
+    contiguous (and, with `contiguous`, packed one after the other); return its row
+    stride in elements."""
+    shape = getattr(a, "shape", None)
+    if shape is None or not hasattr(a, "gpudata") or len(shape) != 2:
+        raise ValueError("%s: %s must be a 2-D pycuda GPUArray, got %r" % (fn, name, type(a).__name__))
+    if np.dtype(a.dtype) != np.float32:
+        raise ValueError("%s: %s must be float32, got %s" % (fn, name, a.dtype))
+    if rows is not None and shape[0] != rows:
+        raise ValueError("%s: %s has %d rows, expected %d" % (fn, name, shape[0], rows))
+    if cols is not None and shape[1] != cols:
+        raise ValueError("%s: %s has %d columns, expected %d" % (fn, name, shape[1], cols))
+    r, c = shape
+    s0, s1 = a.strides
+    if r > 1 or c > 1:
+        if c > 1 and s1 != 4 or s0 % 4 or (r > 1 and s0 < 4 * c):
+            raise ValueError("%s: %s must have contiguous rows (strides %s)" % (fn, name, a.strides))
+        if contiguous and r > 1 and s0 != 4 * c:
+            raise ValueError("%s: %s must be C-contiguous (strides %s)" % (fn, name, a.strides))
+    stride = s0 // 4 if r > 1 else c
+    if r * max(stride, c) > MAX_ELEMENTS:
+        raise ValueError("%s: %s has more than 2^31 elements (the kernels index with int)" % (fn, name))
+    return stride
+
+
+def ptr(a):
+    """The device address of a GPUArray (views included) as a kernel argument."""
+    return np.uintp(int(a.gpudata))
+
+
+def kbool(b):
+    """A C++ bool kernel argument: one byte (PyCUDA packs numpy scalars by their type, and
+    np.bool_ is not one it accepts)."""
+    return np.uint8(1 if b else 0)
+
+
+_cache_config_done = set()
+
+
+def run(launch, args):
+    """Launch `launch` with `args` (device addresses and numpy scalars, in the kernel's
+    parameter order). Compiles on first use (loader.kernel)."""
+    from . import loader
+    func = loader.kernel(launch.file, launch.name, launch.args)
+    if launch.instantiation not in _cache_config_done:
+        # 2012 asked for the larger shared memory split on every launch
+        import pycuda.driver as drv
+        try:
+            func.set_cache_config(drv.func_cache.PREFER_SHARED)
+        except (AttributeError, drv.Error):
+            pass
+        _cache_config_done.add(launch.instantiation)
+    func(*args, block=launch.block, grid=launch.grid)
+
+
+# ----------------------------------------------------------------------------------------
+# convFilterActs / localFilterActs
+
+def _filter_acts(fn, images, filters, targets, imgSizeY, numModulesY, numModulesX, paddingStart,
+                 moduleStride, numImgColors, numGroups, scaleTargets, scaleOutput, conv):
+    imgStride = check_gpu_matrix(fn, "images", images, contiguous=False)
+    check_gpu_matrix(fn, "filters", filters)
+    numImages = images.shape[1]
+    numFilters = filters.shape[1]
+    require(numImgColors > 0 and numGroups > 0, fn, "numImgColors and numGroups must be positive")
+    numFilterColors = exact_div(fn, "numImgColors by numGroups", numImgColors, numGroups)
+    numModules = numModulesY * numModulesX
+    imgPixels = exact_div(fn, "images rows by numImgColors", images.shape[0], numImgColors)
+    imgSizeX = exact_div(fn, "imgPixels by imgSizeY", imgPixels, imgSizeY)
+    filterModuleMult = 1 if conv else numModules
+    filterPixels = exact_div(fn, "filters rows by %snumFilterColors" % ("" if conv else "numModules * "),
+                             filters.shape[0], filterModuleMult * numFilterColors)
+    filterSize = square_side(fn, "filterPixels", filterPixels)
+    check_geometry(fn, imgSizeY, imgSizeX, numModulesY, numModulesX, filterSize, paddingStart, moduleStride)
+    check_gpu_matrix(fn, "targets", targets, numFilters * numModules, numImages)
+    launch = select_filter_acts(numImages, numFilters, numImgColors, numGroups, numModules, scaleTargets)
+    if numImages == 0:
+        return
+    i32, f32 = np.int32, np.float32
+    if launch.name == "filterActs_YxX_color":
+        args = (ptr(images), ptr(filters), ptr(targets), i32(numImages), i32(numFilters),
+                i32(imgSizeY), i32(imgSizeX), i32(filterSize), i32(paddingStart), i32(moduleStride),
+                i32(numModulesY), i32(numModulesX), i32(imgStride), f32(scaleTargets), f32(scaleOutput),
+                kbool(conv))
+    else:
+        args = (ptr(images), ptr(filters), ptr(targets), i32(numImages), i32(numFilters),
+                i32(imgSizeY), i32(imgSizeX), i32(filterSize), i32(paddingStart), i32(moduleStride),
+                i32(numModulesY), i32(numModulesX), i32(imgStride), i32(numImgColors), i32(numGroups),
+                f32(scaleTargets), f32(scaleOutput), kbool(conv))
+    run(launch, args)
+
+
+def convFilterActs(images, filters, targets, imgSizeY, numModulesY, numModulesX, paddingStart,
+                   moduleStride, numImgColors, numGroups, scaleTargets=0.0, scaleOutput=1.0):
+    """Convolution with shared filters: targets = scaleTargets*targets + scaleOutput*conv.
+
+    images:   (numImgColors * imgSizeY * imgSizeX, numImages); rows may be strided
+    filters:  (numFilterColors * filterSize^2, numFilters), numFilterColors = numImgColors/numGroups
+    targets:  (numFilters * numModulesY * numModulesX, numImages), written in place
+    As backends/numpy/filter_acts.convFilterActs.
+    """
+    _filter_acts("convFilterActs", images, filters, targets, imgSizeY, numModulesY, numModulesX,
+                 paddingStart, moduleStride, numImgColors, numGroups, scaleTargets, scaleOutput, True)
+
+
+def localFilterActs(images, filters, targets, imgSizeY, numModulesY, numModulesX, paddingStart,
+                    moduleStride, numImgColors, numGroups, scaleTargets=0.0, scaleOutput=1.0):
+    """Locally connected layer (a filter bank per module); as convFilterActs but
+
+    filters:  (numModules * numFilterColors * filterSize^2, numFilters), module-major
+    """
+    _filter_acts("localFilterActs", images, filters, targets, imgSizeY, numModulesY, numModulesX,
+                 paddingStart, moduleStride, numImgColors, numGroups, scaleTargets, scaleOutput, False)

@@ -1,0 +1,648 @@
+"""The kernels of cuda_src/cudaconv2/conv_util.cu, cuda_src/layer_kernels.cu and
+cuda_src/nvmatrix/nvmatrix_kernels.cu, run on the CPU by the emulation of
+tests/cuda_emulation.py through the CUDA backend's real host code (selectors, shape checks,
+argument packing), against the NumPy reference and against the golden outputs of the
+original 2012 kernels (../shared/golden/kernels; skipped where ../shared is absent).
+
+The sizes are small but every selector branch is taken: each kernel with each value of
+each template argument (imgsPerThread, filtersPerThread, checkCaseBounds, add, blocked,
+radius, center, the poolers, the aggregation block sizes ...), not every combination. The
+tolerances are those of tests/test_cuda_ops.py (the GPU run of the same operations);
+emulated, the fast-math intrinsics are the host's IEEE functions, so the emulated results
+sit closer to the reference than the GPU's will.
+
+The aggregation branches for 16384 rows or more (kAggShortRows, kAggShortRows2) take a
+few seconds each under emulation: four of their eight instantiations run by default, all
+with CUDACONVNET_EMULATE_ALL=1.
+"""
+import os
+
+import numpy as np
+import pytest
+from cuda_emulation import emulate_backend, make_emulator
+from test_cuda_ops import (EXACT, FAST_MATH, GOLDEN, NP, R, _golden_cases, _OnDevice, assert_close, compare,
+                           gaussian, pair, philox_words, probs_with_ties)
+
+from cudaconvnet.backends.cuda import conv_util, layer_kernels, nvmatrix
+
+EMULATE_ALL = os.environ.get("CUDACONVNET_EMULATE_ALL", "") not in ("", "0")
+
+
+@pytest.fixture(scope="session")
+def emulator(tmp_path_factory):
+    emu = make_emulator(tmp_path_factory.mktemp("cuda_util_emulation"))
+    emu.build(conv_util.INSTANTIATIONS + layer_kernels.INSTANTIATIONS + nvmatrix.INSTANTIATIONS)
+    return emu
+
+
+@pytest.fixture
+def be(emulator, monkeypatch):
+    """The CUDA backend, its launches emulated and its GPUArrays in host memory."""
+    return emulate_backend(monkeypatch, emulator)
+
+
+@pytest.fixture
+def kernels(emulator):
+    """The kernels a test launched, as (file, kernel, template args): a test asserts the
+    branch it is meant to take."""
+    start = len(emulator.launches)
+
+    class Launched:
+        def names(self):
+            return [k for _, k, _ in emulator.launches[start:]]
+
+        def all(self):
+            return emulator.launches[start:]
+
+    return Launched()
+
+
+# ==========================================================================================
+# pooling
+# ==========================================================================================
+POOLS = [  # (pooler, numFilters, numImages, imgSize, subsX, startX, strideX, outputsX)
+    # kLocalPool2 (stride 1, window >= 6): imgsPerThread 8/4, filtersPerThread 4/3/2/1,
+    # checkCaseBounds; a last band of outputs that is not full (outputsX 5)
+    ("max", 4, 128, 7, 6, -2, 1, 4), ("avg", 3, 100, 6, 6, -3, 1, 4), ("maxabs", 2, 64, 6, 7, -3, 1, 5),
+    ("avg", 1, 32, 5, 6, -1, 1, 3), ("max", 5, 20, 6, 6, -2, 1, 3),
+    # kLocalPool: filtersPerThread 2/1 (and numFilters not a multiple of the block's),
+    # imgsPerThread 4/2/1, checkCaseBounds, windows hanging off either edge
+    ("max", 8, 128, 6, 3, 0, 2, 3), ("avg", 5, 64, 7, 3, -1, 2, 4), ("maxabs", 16, 100, 5, 2, 0, 1, 4),
+    ("avg", 3, 32, 8, 4, 0, 3, 3), ("maxabs", 8, 40, 5, 3, -1, 2, 3),
+]
+
+
+@pytest.mark.parametrize("p", POOLS, ids=str)
+def test_convLocalPool(be, kernels, p):
+    pooler, nf, n, img, subsX, startX, strideX, outputsX = p
+    images = R((nf * img * img, n), 1)
+    compare(be, "convLocalPool", (images, R((nf * outputsX ** 2, n), 2), nf, subsX, startX, strideX, outputsX,
+                                  pooler), [1], EXACT)
+    assert kernels.names() == ["kLocalPool2" if strideX == 1 and subsX >= 6 else "kLocalPool"]
+
+
+UNDOS = [  # (numFilters, numImages, imgSize, subsX, startX, strideX, outputsX, scaleTargets, scaleOutput)
+    # imgsPerThread 4/2/1, checkCaseBounds, add (any scale but (0, 1))
+    (16, 128, 6, 3, 0, 2, 3, 0, 1), (16, 64, 5, 2, 0, 2, 3, 1, 1), (16, 100, 6, 3, -1, 2, 3, 0.5, 2),
+    (32, 32, 5, 3, 0, 1, 3, 0, 2),
+]
+
+
+@pytest.mark.parametrize("u", UNDOS, ids=str)
+def test_convLocalMaxUndo(be, kernels, u):
+    nf, n, img, subsX, startX, strideX, ox, st, so = u
+    images = np.round(R((nf * img * img, n), 3) * 2) / 2  # ties inside windows
+    maxActs = np.empty((nf * ox * ox, n), np.float32)
+    NP.convLocalPool(images, maxActs, nf, subsX, startX, strideX, ox, "max")
+    compare(be, "convLocalMaxUndo", (images, R(maxActs.shape, 4), maxActs, R(images.shape, 5), subsX, startX,
+                                     strideX, ox, st, so), [3], EXACT)
+    assert kernels.names() == ["kLocalMaxUndo"]
+
+
+@pytest.mark.parametrize("u", UNDOS, ids=str)
+def test_convLocalAvgUndo(be, kernels, u):
+    nf, n, img, subsX, startX, strideX, ox, st, so = u
+    compare(be, "convLocalAvgUndo", (R((nf * ox * ox, n), 6), R((nf * img * img, n), 7), subsX, startX, strideX,
+                                     ox, img, st, so), [1], EXACT)
+    assert kernels.names() == ["kLocalAvgUndo"]
+
+
+# ==========================================================================================
+# normalisation within a map
+# ==========================================================================================
+CNORMS = [  # (numFilters, numImages, imgSize, size) -> kernel
+    ((16, 128, 5, 3), "kCNorm_manyfilter"), ((16, 100, 4, 5), "kCNorm_manyfilter"),
+    # kCNorm_fewfilter: numFilters (a template argument) 1 to 8
+    ((3, 128, 5, 3), "kCNorm_fewfilter"), ((8, 50, 4, 5), "kCNorm_fewfilter"), ((1, 33, 4, 3), "kCNorm_fewfilter"),
+    ((2, 64, 3, 3), "kCNorm_fewfilter"), ((4, 32, 3, 5), "kCNorm_fewfilter"), ((5, 20, 3, 3), "kCNorm_fewfilter"),
+    ((6, 128, 3, 1), "kCNorm_fewfilter"), ((7, 64, 3, 6), "kCNorm_fewfilter"),  # a big window, numFilters % 4 != 0
+    # kCNorm2: windows of 6 or more, numFilters % 4 == 0
+    ((8, 64, 7, 6), "kCNorm2"), ((4, 100, 6, 7), "kCNorm2"), ((16, 64, 5, 9), "kCNorm2"),
+]
+
+
+@pytest.mark.parametrize("c,kernel", CNORMS, ids=str)
+@pytest.mark.parametrize("kind", ["response", "contrast"])
+def test_norm_forward(be, kernels, c, kernel, kind):
+    nf, n, img, size = c
+    shape = (nf * img * img, n)
+    images = R(shape, 8, 5.0)
+    if kind == "response":
+        compare(be, "convResponseNorm", (images, R(shape, 9), R(shape, 10), nf, size, 0.01, 0.75), [1, 2], FAST_MATH)
+    else:
+        compare(be, "convContrastNorm", (images, R(shape, 11, 3.0), R(shape, 9), R(shape, 10), nf, size, 0.01,
+                                         0.75), [2, 3], FAST_MATH)
+    assert kernels.names() == [kernel]
+
+
+RNORM_UNDOS = [  # (numFilters, numImages, imgSize, size, scaleTargets, scaleOutput) -> kernel
+    ((16, 64, 4, 3, 0, 1), "kRNormUndo"), ((16, 50, 4, 5, 1, 1), "kRNormUndo"),
+    ((16, 128, 5, 6, 0, 1), "kRNormUndo2"), ((16, 64, 4, 7, 0.5, 2), "kRNormUndo2"),
+    ((16, 40, 4, 6, 1, 1), "kRNormUndo2"),
+]
+
+
+@pytest.mark.parametrize("u,kernel", RNORM_UNDOS, ids=str)
+@pytest.mark.parametrize("kind", ["response", "contrast"])
+def test_norm_undo(be, kernels, u, kernel, kind):
+    nf, n, img, size, st, so = u
+    shape = (nf * img * img, n)
+    inputs = R(shape, 12, 5.0)
+    denoms, acts = np.empty(shape, np.float32), np.empty(shape, np.float32)
+    NP.convResponseNorm(inputs, denoms, acts, nf, size, 0.01, 0.75)
+    name = "convResponseNormUndo" if kind == "response" else "convContrastNormUndo"
+    # outputs: target (4) and the overwritten acts (3)
+    compare(be, name, (R(shape, 13), denoms, inputs, acts, R(shape, 14), nf, size, 0.01, 0.75, st, so), [3, 4],
+            FAST_MATH)
+    assert kernels.names() == ["kRNormUndoPrelims", kernel]
+
+
+def test_rnorm_prelims_grid_stride(be, kernels):
+    """kRNormUndoPrelims with more elements than its 512 blocks of 128 x 4 cover at once."""
+    n = 512 * 128 * 4 + 777
+    acts, denoms, grads = R((1, n), 84), np.abs(R((1, n), 85)) + 1, R((1, n), 86)
+    d = be.array(acts)
+    lc = conv_util.select_rnorm_prelims(n)
+    conv_util._prelims(lc, d, be.array(denoms), be.array(grads), 0.01, 0.75)
+    want = (np.float32(-2 * 0.01 * 0.75) * grads * acts / denoms).astype(np.float32)
+    assert_close(be.to_host(d), want, FAST_MATH, "prelims")
+    assert lc.grid == (512, 1)
+
+
+# ==========================================================================================
+# normalisation across maps
+# ==========================================================================================
+CMR = [  # (numFilters, numImages, imgSize, sizeF, blocked, minDiv): checkCaseBounds, blocked, sizes
+    (16, 128, 3, 5, False, 1.0), (16, 100, 3, 3, True, 2.0), (16, 64, 2, 16, False, 2.0), (32, 32, 2, 4, True, 1.0),
+    (16, 40, 2, 4, False, 1.0),
+]
+
+
+@pytest.mark.parametrize("c", CMR, ids=str)
+def test_cross_map_forward(be, kernels, c):
+    nf, n, img, sizeF, blocked, minDiv = c
+    shape = (nf * img * img, n)
+    images = R(shape, 15, 5.0)
+    compare(be, "convResponseNormCrossMap", (images, R(shape, 1), R(shape, 2), nf, sizeF, 0.002, 0.75, blocked,
+                                             minDiv), [1, 2], FAST_MATH)
+    compare(be, "convContrastNormCrossMap", (images, R(shape, 16, 3.0), R(shape, 1), R(shape, 2), nf, sizeF,
+                                             0.002, 0.75, blocked, minDiv), [2, 3], FAST_MATH)
+    assert kernels.names() == ["kFCNorm"] * 2
+
+
+CMR_UNDO = [  # (numFilters, numImages, imgSize, sizeF, blocked, scaleTargets, scaleOutput)
+    (16, 128, 3, 5, False, 0, 1), (16, 100, 3, 3, True, 1, 1), (16, 64, 2, 7, False, 0.5, 2),
+    (32, 40, 2, 4, True, 0, 1), (16, 128, 2, 4, False, 0, 1),
+]
+
+
+@pytest.mark.parametrize("u", CMR_UNDO, ids=str)
+def test_cross_map_undo(be, kernels, u):
+    nf, n, img, sizeF, blocked, st, so = u
+    shape = (nf * img * img, n)
+    inputs = R(shape, 17, 5.0)
+    denoms, acts = np.empty(shape, np.float32), np.empty(shape, np.float32)
+    NP.convResponseNormCrossMap(inputs, denoms, acts, nf, sizeF, 0.002, 0.75, blocked, minDiv=2.0)
+    compare(be, "convResponseNormCrossMapUndo", (R(shape, 18), denoms, inputs, acts, R(shape, 19), nf, sizeF,
+                                                 0.002, 0.75, blocked, st, so), [3, 4], FAST_MATH)
+    assert kernels.names() == ["kRNormUndoPrelims", "kFRNormUndo"]
+
+
+TICAS = [(16, 128, 4, 3, 0, 1), (16, 100, 4, 5, 0.5, 2)]
+
+
+@pytest.mark.parametrize("t", TICAS, ids=str)
+def test_tica(be, kernels, t):
+    nf, n, img, size, st, so = t
+    shape = (nf * img * img, n)
+    images = R(shape, 20)
+    compare(be, "convTICA", (images, R(shape, 21), nf, size, st, so), [1], FAST_MATH)
+    ticas = np.empty(shape, np.float32)
+    NP.convTICA(images, ticas, nf, size, 0, 1)
+    compare(be, "convTICAGrad", (images, np.abs(ticas), R(shape, 22), nf, size, st, so), [2], FAST_MATH)
+    assert kernels.names() == ["kTICA_manyfilter", "kTICAGrad_manyfilter"]
+
+
+# ==========================================================================================
+# image transforms
+# ==========================================================================================
+BLURS = [  # (radius, numChannels, numImages, imgSize, symmetric filter, scaleTargets, scaleOutput)
+    (1, 3, 64, 6, True, 0, 1), (2, 1, 40, 7, False, 1, 1), (3, 2, 32, 8, True, 0.5, 2), (4, 1, 33, 9, False, 0, 1),
+]
+
+
+@pytest.mark.parametrize("b", BLURS, ids=str)
+@pytest.mark.parametrize("horiz", [True, False])
+def test_convGaussianBlur(be, kernels, b, horiz):
+    r, nc, n, img, sym, st, so = b
+    f = gaussian(r) if sym else np.abs(R((1, 2 * r + 1), 23))  # the 2012 quirk shows for asymmetric filters
+    images = R((nc * img * img, n), 24)
+    compare(be, "convGaussianBlur", (images, f, R(images.shape, 25), horiz, nc, st, so), [2], EXACT)
+    assert kernels.all() == [(conv_util.FILE, "kGaussianBlur", (4, 32, r))]
+
+
+def test_convGaussianBlur_in_place(be):
+    images, f = R((3 * 49, 40), 26), gaussian(2)
+    ref = images.copy()
+    NP.convGaussianBlur(ref, f, ref, True, 3, 0.0, 1.0)
+    NP.convGaussianBlur(ref, f, ref, False, 3, 0.0, 1.0)
+    d = be.array(images)
+    be.convGaussianBlur(d, be.array(f), d, True, 3, 0.0, 1.0)
+    be.convGaussianBlur(d, be.array(f), d, False, 3, 0.0, 1.0)
+    assert_close(be.to_host(d), ref, EXACT, "in place")
+
+
+NAILS = [  # (numChannels, numImages, imgSize, startX, strideX, scaleTargets, scaleOutput)
+    (3, 128, 7, 0, 2, 0, 1), (8, 64, 8, 0, 3, 1, 1), (8, 33, 7, 2, 4, 0.5, 2), (4, 100, 6, 1, 2, 0, 1),
+]
+
+
+@pytest.mark.parametrize("b", NAILS, ids=str)
+def test_bed_of_nails(be, kernels, b):
+    nc, n, img, startX, strideX, st, so = b
+    ox = -(-img // strideX)
+    compare(be, "convBedOfNails", (R((nc * img * img, n), 27), R((nc * ox * ox, n), 28), nc, img, startX, strideX,
+                                   st, so), [1], EXACT)
+    compare(be, "convBedOfNailsUndo", (R((nc * ox * ox, n), 29), R((nc * img * img, n), 30), nc, img, startX,
+                                       strideX, st, so), [1], EXACT)
+    assert [k for k in kernels.names() if k == "kBedOfNails"] == ["kBedOfNails"] * 2
+
+
+RESIZES = [(3, 128, 8, 6), (1, 100, 5, 8), (2, 64, 6, 6), (1, 33, 7, 4)]
+
+
+@pytest.mark.parametrize("r", RESIZES, ids=str)
+def test_convResizeBilinear(be, kernels, r):
+    nc, n, img, tgt = r
+    compare(be, "convResizeBilinear", (R((nc * img * img, n), 31), R((nc * tgt * tgt, n), 32), img, tgt, img / tgt),
+            [1], EXACT)
+    assert kernels.names() == ["kResizeBilinear"]
+
+
+COLOUR_N = [128, 64, 100, 32]
+
+
+@pytest.mark.parametrize("n", COLOUR_N)
+def test_colour(be, kernels, n):
+    x = np.random.default_rng(33).random((3 * 9, n)).astype(np.float32)
+    x[:, 0] = 0.001  # below the L*a*b* curve's knee
+    compare(be, "convRGBToYUV", (x, R(x.shape, 34)), [1], EXACT)
+    for center in (False, True):
+        compare(be, "convRGBToLAB", (x, R(x.shape, 35), center), [1], FAST_MATH)
+    assert kernels.names() == ["kRGBToYUV", "kRGBToLAB", "kRGBToLAB"]
+
+
+CROPS = [(3, 128, 6, 4, 1, 2), (1, 100, 5, 5, 0, 0), (2, 64, 6, 3, 3, 0), (1, 32, 4, 3, 0, 1)]
+
+
+@pytest.mark.parametrize("c", CROPS, ids=str)
+def test_convCrop(be, kernels, c):
+    nc, n, img, tgt, y, x = c
+    compare(be, "convCrop", (R((nc * img * img, n), 36), R((nc * tgt * tgt, n), 37), img, tgt, y, x), [1], 0.0)
+    assert kernels.names() == ["kCrop"]
+
+
+REFLECTS = [(3, 128, 4, 0, 1), (2, 100, 5, 1, 1), (1, 64, 3, 0.5, 2), (1, 32, 1, 0, 1)]
+
+
+@pytest.mark.parametrize("c", REFLECTS, ids=str)
+def test_convReflectHorizontal(be, kernels, c):
+    nc, n, img, st, so = c
+    compare(be, "convReflectHorizontal", (R((nc * img * img, n), 38), R((nc * img * img, n), 39), img, st, so), [1],
+            EXACT)
+    x = R((nc * img * img, n), 40)
+    ref = x.copy()
+    NP.convReflectHorizontal(ref, ref, img)
+    d = be.array(x)
+    be.convReflectHorizontal(d, d, img)
+    assert_close(be.to_host(d), ref, 0.0, "in place")
+    assert kernels.names() == ["kReflectH"] * 2
+
+
+# ==========================================================================================
+# layer_kernels
+# ==========================================================================================
+COST_SIZES = [(10, 128), (37, 100)]
+
+
+@pytest.mark.parametrize("numOut,n", COST_SIZES)
+def test_costs(be, kernels, numOut, n):
+    p, labels = probs_with_ties(numOut, n, 41)
+    z = lambda: R((1, n), 42)  # noqa: E731
+    compare(be, "computeLogregCost", (labels, p, z(), z()), [2, 3], FAST_MATH)
+    for setSize in (1, 3, 5):
+        for useE in (False, True):
+            energies = np.log(p) if useE else p
+            compare(be, "computeMultiSoftmaxCost", (labels, p, energies.astype(np.float32), z(), z(), z(), setSize,
+                                                    useE), [3, 4, 5], FAST_MATH)
+    dist = np.random.default_rng(43).random((numOut, n)).astype(np.float32)
+    dist[dist < 0.5] = 0
+    dist[:, 3] = 0  # no label mass at all
+    p2 = p.copy()
+    p2[0, 5] = 0  # safelog's zero probability
+    compare(be, "computeCrossEntCost", (dist, p2, z(), z()), [2, 3], FAST_MATH)
+    got = {k for k in kernels.names() if k != "kDumbAggCols"}
+    assert got == {"kLogregCost", "kMultiSoftmaxCost", "kMultiSoftmaxCost_engs", "kCrossEntCost"}
+
+
+@pytest.mark.parametrize("numOut,n", COST_SIZES)
+@pytest.mark.parametrize("add", [False, True])
+def test_gradients(be, kernels, numOut, n, add):
+    p, labels = probs_with_ties(numOut, n, 44)
+    t = lambda: R((numOut, n), 45)  # noqa: E731
+    compare(be, "computeLogregGrad", (labels, p, t(), add, 0.7), [2], FAST_MATH)
+    compare(be, "computeLogregSoftmaxGrad", (labels, p, t(), add, 0.7), [2], EXACT)
+    compare(be, "computeSoftmaxGrad", (p, R((numOut, n), 46), t(), add), [2], FAST_MATH)
+    dist = np.random.default_rng(47).random((numOut, n)).astype(np.float32)
+    compare(be, "computeCrossEntGrad", (dist, p, t(), add, 0.7), [2], FAST_MATH)
+    compare(be, "computeCrossEntSoftmaxGrad", (dist, p, t(), add, 0.7), [2], FAST_MATH)
+    a, b = np.round(R((numOut, n), 48)), np.round(R((numOut, n), 49))
+    out = np.maximum(a, b)
+    compare(be, "computeEltwiseMaxGrad", (R((numOut, n), 50), a, out, t(), add), [3], EXACT)
+    assert {targs for _, _, targs in kernels.all()} == ({(add,), (128, add)})
+    assert set(kernels.names()) == {"kLogregCostGrad", "kLogregSoftmaxGrad", "kSoftmaxGrad", "kCrossEntGrad",
+                                    "kCrossEntSoftmaxGrad", "kEltwiseMaxGrad"}
+
+
+@pytest.mark.parametrize("add", [False, True])
+def test_elementwise_costs(be, add):
+    rng = np.random.default_rng(79)
+    y = rng.uniform(0.01, 0.99, (10, 100)).astype(np.float32)
+    t = (rng.random((10, 100)) < 0.3).astype(np.float32)
+    compare(be, "computeCrossEnt2Cost", (t, y, R(y.shape, 80)), [2], FAST_MATH)
+    compare(be, "computeRobustFlickrCost", (t, y, R(y.shape, 81)), [2], FAST_MATH)
+    compare(be, "computeCrossEnt2Grad", (t, y, R(y.shape, 82), add, 0.7), [2], FAST_MATH)
+    compare(be, "computeRobustFlickrGrad", (t, y, R(y.shape, 83), add, 0.7), [2], FAST_MATH)
+
+
+# ==========================================================================================
+# nvmatrix
+# ==========================================================================================
+def test_memory_and_views(be):
+    x = R((7, 5), 51)
+    d = be.array(x)
+    assert d.shape == (7, 5) and np.array_equal(be.to_host(d), x)
+    assert np.array_equal(be.to_host(be.zeros(3, 4)), np.zeros((3, 4), np.float32))
+    v = be.reshape(d, 5, 7)
+    be.scale(v, 2.0, v)
+    assert np.array_equal(be.to_host(d), 2 * x)
+    e = be.array(x)
+    be.copy(be.array(np.ones((2, 5), np.float32)), e[2:4])
+    want = x.copy()
+    want[2:4] = 1
+    assert np.array_equal(be.to_host(e), want)
+    be.add(e[0:3], e[4:7], 1.0, 2.0)  # row slices as operands and targets
+    want[0:3] += 2 * want[4:7]
+    assert_close(be.to_host(e), want, EXACT, "add on row slices")
+    assert np.array_equal(be.to_host(be.slice_cols(d, 1, 4)), 2 * x[:, 1:4])
+
+
+@pytest.mark.parametrize("st,sb", [(0, 1), (1, 1), (1, -2), (0.5, 3)])
+def test_add_scale(be, kernels, st, sb):
+    compare(be, "add", (R((33, 70), 52), R((33, 70), 53), st, sb), [0], EXACT)
+    compare(be, "scale", (R((33, 70), 54), -1.5, R((33, 70), 55)), [2], EXACT)
+    assert set(kernels.names()) <= {"kEltwiseUnaryOp", "kEltwiseBinaryOp"}
+
+
+def test_eltwise_grid_stride(be, monkeypatch):
+    """The element-wise kernels stride over a matrix larger than their grid (2012 capped the
+    grid at NUM_BLOCKS_MAX blocks each way; a smaller cap here makes that happen)."""
+    monkeypatch.setattr(nvmatrix, "NUM_BLOCKS_MAX", 2)
+    a, b, c = R((37, 150), 90), R((37, 150), 91), R((37, 150), 92)
+    compare(be, "add", (a, b, 0.5, 2.0), [0], EXACT)
+    host, back = pair(be, "neuronInputGrad", "relu", a, b, np.maximum(b, 0), c, True)
+    assert_close(back[4], host[4], EXACT, "ternary")
+    compare(be, "addVector", (a, R((37, 1), 93), 0.5), [0], EXACT)
+    compare(be, "addVector", (a, R((1, 150), 94), 0.5), [0], EXACT)
+
+
+@pytest.mark.parametrize("transA,transB", [(False, False), (True, False), (False, True), (True, True)])
+@pytest.mark.parametrize("st,sab", [(0, 1), (1, 0.5)])
+def test_addProduct_kSgemm(be, kernels, monkeypatch, transA, transB, st, sab):
+    from cudaconvnet.backends.cuda import cublas
+    monkeypatch.setattr(cublas, "available", lambda: False)
+    m, k, n = 19, 37, 21
+    a = R((k, m) if transA else (m, k), 56)
+    b = R((n, k) if transB else (k, n), 57)
+    t0 = R((m, n), 58)
+    d = be.array(t0 if st else np.full((m, n), np.nan, np.float32))
+    be.addProduct(d, be.array(a), be.array(b), st, sab, transA, transB)
+    a64, b64 = (a.T if transA else a).astype(np.float64), (b.T if transB else b).astype(np.float64)
+    want = st * t0 + sab * (a64 @ b64)
+    bound = 2e-6 * (abs(sab) * (np.abs(a64) @ np.abs(b64)) + abs(st) * np.abs(t0)) + 1e-7
+    assert np.all(np.abs(be.to_host(d) - want) <= bound)
+    assert kernels.all() == [(nvmatrix.FILE, "kSgemm", (transA, transB))]
+
+
+@pytest.mark.parametrize("rows,cols", [(10, 70), (1, 7), (9, 1), (5, 5)])
+def test_addVector_and_byVector(be, kernels, rows, cols):
+    for vshape in ((rows, 1), (1, cols)):
+        compare(be, "addVector", (R((rows, cols), 59), R(vshape, 60), 0.5), [0], EXACT)
+        compare(be, "eltwiseMultByVector", (R((rows, cols), 61), R(vshape, 62), R((rows, cols), 63)), [2], EXACT)
+    assert set(kernels.names()) == {"kRowVectorOp", "kColVectorOp"}
+
+
+# (rows, cols) -> the kernel select_aggregate picks for one value per row
+# (the many-row branches take seconds each: LOOPS_X 1 and > 1, a THREADS_X that is not a
+# power of 2 with a last band of rows that is not full, and kAggShortRows2 by default)
+AGG_SHAPES = [((7, 1), "kEltwiseBinaryOp"), ((10, 600), "kAggRows_wholerow_nosync"),
+              ((3, 1100), "kAggRows_wholerow_nosync"), ((3, 50), "kAggRows"), ((10, 100), "kAggRows"),
+              ((5, 200), "kAggRows"), ((4, 400), "kAggRows"), ((6, 64), "kAggRows"),
+              ((16384, 3), "kAggShortRows"), ((16390, 12), "kAggShortRows"), ((16384, 30), "kAggShortRows"),
+              ((16400, 100), "kAggShortRows2")]
+AGG_SHAPES_SLOW = [((16384, 8), "kAggShortRows"), ((16384, 16), "kAggShortRows"), ((16384, 48), "kAggShortRows"),
+                   ((16384, 64), "kAggShortRows")]
+if EMULATE_ALL:
+    AGG_SHAPES += AGG_SHAPES_SLOW
+
+
+@pytest.mark.parametrize("shape,kernel", AGG_SHAPES, ids=str)
+def test_addSum(be, kernels, shape, kernel):
+    h, w = shape
+    m = R((h, w), 64)
+    for axis, (st, ss) in ((1, (0, 1)), (1, (1, 0.5)), (1, (0, 2)), (0, (1, 0.5))):
+        if (axis == 0 or (st, ss) == (0, 1)) and h > 1000:
+            continue
+        tshape = (1, w) if axis == 0 else (h, 1)
+        t0 = R(tshape, 65)
+        d = be.array(t0 if st else np.full(tshape, np.nan, np.float32))
+        be.addSum(d, be.array(m), axis, st, ss)
+        want = st * t0.astype(np.float64) + ss * m.sum(axis=axis, keepdims=True, dtype=np.float64)
+        bound = 2e-6 * (abs(ss) * np.abs(m).sum(axis=axis, keepdims=True) + abs(st) * np.abs(t0)) + 1e-7
+        assert np.all(np.abs(be.to_host(d) - want) <= bound), (axis, st, ss)
+    assert kernel in kernels.names()
+
+
+@pytest.mark.parametrize("shape", [(10, 600), (3, 50), (9, 1), (700, 3)], ids=str)
+def test_max_cols_and_rows(be, shape):
+    """NVMatrixAggs_Max through the column kernel (softmax's max) and the row kernels."""
+    m = R(shape, 95) - 3.0
+    mx = be.to_host(nvmatrix.max_cols(be.array(m)))
+    assert np.array_equal(mx, m.max(axis=0, keepdims=True))
+    t = be.empty(shape[0], 1)
+    nvmatrix.aggregate(be.array(m), 1, t, "NVMatrixAggs_Max", "NVMatrixBinaryOps_Second")
+    assert np.array_equal(be.to_host(t), m.max(axis=1, keepdims=True))
+
+
+@pytest.mark.parametrize("shape", [(3, 5), (64, 100), (70, 1000)], ids=str)
+def test_sum_and_isfinite(be, kernels, shape):
+    m = R(shape, 66)
+    d = be.array(m)
+    assert abs(be.sum(d) - m.sum(dtype=np.float64)) <= 2e-6 * np.abs(m).sum(dtype=np.float64)
+    assert abs(be.sum_abs_mean(d) - np.abs(m).mean(dtype=np.float64)) <= 2e-6 * np.abs(m).mean()
+    assert be.isfinite(d)
+    for bad in (np.nan, np.inf, -np.inf):
+        m2 = m.copy()
+        m2.flat[m2.size // 2] = bad
+        assert not be.isfinite(be.array(m2))
+    passes = len(nvmatrix.select_total_agg(m.size, "NVMatrixAggs_Sum"))
+    assert ("kTotalAgg" in kernels.names()) == (passes > 0)
+
+
+def test_eltwise(be):
+    a, b = R((40, 130), 67), R((40, 130), 68)
+    compare(be, "eltwiseMult", (a, b, R(a.shape, 69)), [2], EXACT)
+    compare(be, "maximum", (a, b, R(a.shape, 70)), [2], 0.0)
+    compare(be, "square", (a, R(a.shape, 71)), [1], EXACT)
+
+
+@pytest.mark.parametrize("rows,cols", [(10, 128), (300, 20), (3, 1)])
+def test_softmax(be, rows, cols):
+    compare(be, "softmax", (R((rows, cols), 72, 4.0), R((rows, cols), 73)), [1], FAST_MATH)
+
+
+# -- random numbers ------------------------------------------------------------------------
+def test_uniform_mask_is_philox(be, kernels):
+    be.seed(12345)
+    m = be.to_host(be.uniform_mask((37, 64), 0.3))
+    w = philox_words(12345, 0, 37 * 64)
+    u = ((w[:, 0] >> 8).astype(np.float64) * 2.0 ** -24).astype(np.float32)
+    assert np.array_equal(m.ravel(), (u < np.float32(0.3)).astype(np.float32))
+    m2 = be.to_host(be.uniform_mask((37, 64), 0.3))  # the next call: the next counter block
+    assert not np.array_equal(m, m2)
+    assert kernels.all()[0] == (nvmatrix.FILE, "kUnaryRandomize", ("UniformUnaryRandomizer",))
+
+
+def test_randn_is_philox_box_muller(be):
+    be.seed(7)
+    be.uniform_mask((1, 1), 0.5)  # call 0
+    n = 96 * 128 + 300  # more elements than the 2012 grid has threads
+    z = be.to_host(be.randn((1, n)))  # call 1
+    w = philox_words(7, 1, n)
+    u1 = ((w[:, 0] >> 8) + 1).astype(np.float64) * 2.0 ** -24
+    u2 = (w[:, 1] >> 8).astype(np.float64) * 2.0 ** -24
+    want = np.sqrt(-2 * np.log(u1)) * np.cos(2 * np.pi * u2)
+    np.testing.assert_allclose(z.ravel(), want, rtol=1e-5, atol=1e-5)
+
+
+def test_random_state_restores(be):
+    be.seed(3)
+    state = be.get_rng_state()
+    a = (be.to_host(be.uniform_mask((8, 8), 0.5)), be.randint(100), be.rand())
+    be.set_rng_state(state)
+    b = (be.to_host(be.uniform_mask((8, 8), 0.5)), be.randint(100), be.rand())
+    assert np.array_equal(a[0], b[0]) and a[1:] == b[1:]
+
+
+def test_nrelu_noise(be, kernels):
+    """nrelu: relu(relu(x) * (1 + z)), z the Philox normals (kBinaryRandomize)."""
+    x = R((16, 64), 78)
+    be.seed(5)
+    y = be.empty(16, 64)
+    be.neuronActivate("nrelu", be.array(x), y)
+    w = philox_words(5, 0, x.size)
+    u1 = ((w[:, 0] >> 8) + 1).astype(np.float64) * 2.0 ** -24
+    u2 = (w[:, 1] >> 8).astype(np.float64) * 2.0 ** -24
+    z = (np.sqrt(-2 * np.log(u1)) * np.cos(2 * np.pi * u2)).reshape(x.shape)
+    r = np.maximum(x, 0)
+    np.testing.assert_allclose(be.to_host(y), np.maximum(r + r * z, 0), rtol=1e-5, atol=1e-5)
+    assert "kBinaryRandomize" in kernels.names()
+
+
+# -- neurons --------------------------------------------------------------------------------
+NEURONS = [("ident", 0, 0), ("relu", 0, 0), ("brelu", 1.5, 0), ("abs", 0, 0), ("logistic", 0, 0),
+           ("tanh", 1.7, 0.66), ("softrelu", 0, 0), ("square", 0, 0), ("sqrt", 0, 0), ("linear", 2.0, -0.5),
+           ("drelu", 1.3, 0)]
+
+
+@pytest.mark.parametrize("kind,a,b", NEURONS)
+def test_neurons(be, kind, a, b):
+    x = R((30, 40), 74, 3.0)
+    if kind == "sqrt":
+        x = np.abs(x) + 0.1
+    tol = FAST_MATH if kind in ("logistic", "tanh", "softrelu", "drelu", "sqrt") else EXACT
+    host, back = pair(be, "neuronActivate", kind, x, R(x.shape, 75), a, b)
+    assert_close(back[2], host[2], tol, kind + " activation")
+    y = host[2]
+    for add in (False, True):
+        for gfo in ((False, True) if kind == "softrelu" else (False,)):
+            host, back = pair(be, "neuronInputGrad", kind, R(x.shape, 76), x, y, R(x.shape, 77), add, a, b, gfo)
+            assert_close(back[4], host[4], tol, "%s gradient add=%s" % (kind, add))
+
+
+# ==========================================================================================
+# the golden cases of the 2012 kernels (pooling, normalisations, logreg)
+# ==========================================================================================
+@pytest.mark.parametrize("case", _golden_cases(), ids=lambda c: c["name"])
+def test_golden(be, monkeypatch, case):
+    import test_golden_kernels as tg
+    monkeypatch.setattr(tg, "conv_util", _OnDevice(be))
+    monkeypatch.setattr(tg, "layer_kernels", _OnDevice(be))
+    ours = tg._run(case)
+    for name, spec in case["outputs"].items():
+        gold = tg._load(spec)
+        got = ours[name]
+        assert np.all(np.isfinite(got)), "%s: non-finite values" % name
+        scale = float(np.abs(gold).max())
+        err = float(np.abs(got.astype(np.float64) - gold).max())
+        assert err <= GOLDEN * scale, "%s.%s: max|err| %.3g > %g * max|golden| %.3g" % (
+            case["name"], name, err, GOLDEN, scale)
+
+
+def _planned_launches():
+    """The launches the case tables above ask the selectors for (pure Python)."""
+    out = []
+    for pooler, nf, n, img, subsX, startX, strideX, ox in POOLS:
+        out.append(conv_util.select_pool(pooler, nf, n, subsX, strideX, ox))
+    for nf, n, img, subsX, startX, strideX, ox, st, so in UNDOS:
+        out += [conv_util.select_max_undo(nf, n, img, st, so), conv_util.select_avg_undo(nf, n, img, st, so)]
+    for (nf, n, img, size), _ in CNORMS:
+        out.append(conv_util.select_cnorm(nf, n, img, size))
+    for (nf, n, img, size, st, so), _ in RNORM_UNDOS:
+        out += conv_util.select_rnorm_undo(nf, n, img, size, st, so)
+    for nf, n, img, sizeF, blocked, _ in CMR:
+        out.append(conv_util.select_cross_map_norm(nf, n, img, sizeF, blocked))
+    for nf, n, img, sizeF, blocked, st, so in CMR_UNDO:
+        out += conv_util.select_cross_map_undo(nf, n, img, sizeF, blocked, st, so)
+    for nf, n, img, size, _, _ in TICAS:
+        out += [conv_util.select_tica(grad, nf, n, img, size) for grad in (False, True)]
+    for r, nc, n, img, _, _, _ in BLURS:
+        out.append(conv_util.select_blur(r, nc, n, img))
+    for nc, n, img, _, strideX, _, _ in NAILS:
+        out.append(conv_util.select_bed_of_nails(nc, n, -(-img // strideX)))
+    for nc, n, img, tgt in RESIZES:
+        out.append(conv_util.select_resize(nc, n, tgt))
+    for n in COLOUR_N:
+        out += [conv_util.select_color("yuv", n, 9)] + [conv_util.select_color("lab", n, 9, c) for c in (0, 1)]
+    for nc, n, img, tgt, _, _ in CROPS:
+        out.append(conv_util.select_crop(nc, n, tgt))
+    for nc, n, img, _, _ in REFLECTS:
+        out.append(conv_util.select_reflect(nc, n, img))
+    for numOut, n in COST_SIZES:
+        out += [layer_kernels.select_cost(k, n) for k in ("kLogregCost", "kCrossEntCost")]
+        out += [layer_kernels.select_multisoftmax(e, n) for e in (False, True)]
+        for add in (False, True):
+            out += [layer_kernels.select_grad(k, add, numOut, n) for k in layer_kernels.GRAD_KERNELS]
+            out.append(layer_kernels.select_eltwise_max_grad(add, numOut * n))
+    return out
+
+
+def test_cases_take_every_template_argument_value():
+    """Every (kernel, template argument, value) among the conv_util and layer_kernels
+    instantiations is launched by some case above (each kernel with each value of each
+    of its template arguments, not every combination)."""
+    def features(launches):
+        return {(k, i, v) for _, k, args in launches for i, v in enumerate(args)} | {k for _, k, _ in launches}
+    planned = features([lc[:3] for lc in _planned_launches()])
+    want = features(conv_util.INSTANTIATIONS + layer_kernels.INSTANTIATIONS)
+    assert want <= planned, sorted(want - planned, key=repr)
