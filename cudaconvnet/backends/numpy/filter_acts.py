@@ -12,6 +12,11 @@ with numFilterColors = numImgColors / numGroups; filters [g*F/G, (g+1)*F/G) see 
 [g*fc, (g+1)*fc). Module (my, mx) looks at image rows paddingStart + my*moduleStride + [0,
 filterSize) and the same for columns; pixels outside the image count as zeros.
 
+How (conv): im2col + GEMM over the filter taps that fall inside the image only
+(conv_in_image_taps): the modules are cut into blocks that see the same taps (the interior,
+the edge strips, the corners), so nothing is multiplied by the padding's zeros (18pct's
+8x8 conv3 with 5x5 filters: 28% of the multiply-adds) and no padded copy is made.
+
 The reference accepts any numbers of filters, colours and images (the CUDA kernels need
 multiples of 16 filters, even colour counts, ...) but keeps the wrappers' geometric
 preconditions: paddingStart <= 0, moduleStride <= filterSize, and the modules must reach the
@@ -165,6 +170,119 @@ def chunk_rows(bytes_per_row, numModulesY, budget=None):
     return max(1, min(numModulesY, budget // max(1, bytes_per_row)))
 
 
+# ----------------------------------------------------------------------------------------
+# convolution over the in-image filter taps only
+
+def tap_bands(numModules, imgSize, filterSize, paddingStart, moduleStride):
+    """The modules along one axis, in runs that see the same in-image filter taps.
+
+    Module m looks at pixels paddingStart + m*moduleStride + [0, filterSize); taps [f0, f1)
+    of those lie inside [0, imgSize). Returns [(m0, m1, f0, f1)]: modules [m0, m1) all see
+    taps [f0, f1) ((0, 0) for modules wholly in the padding). With stride 1 and padding p
+    there are p one-module runs at either edge and one run in the middle that sees every tap.
+    """
+    bands = []
+    for m in range(numModules):
+        start = paddingStart + m * moduleStride
+        f0, f1 = max(0, -start), min(filterSize, imgSize - start)
+        taps = (f0, f1) if f1 > f0 else (0, 0)
+        if bands and tuple(bands[-1][2:]) == taps:
+            bands[-1][1] = m + 1
+        else:
+            bands.append([m, m + 1, *taps])
+    return [tuple(b) for b in bands]
+
+
+def tap_view(img4, startY, startX, moduleStride, my, fy, mx, fx):
+    """Read-only view (C, len(fy), len(fx), len(my), len(mx), N) of the taps fy x fx of the
+    modules my x mx (ranges): element [c, i, j, k, l, n] is img4[c, startY + my[k]*s + fy[i],
+    startX + mx[l]*s + fx[j], n], s = moduleStride. The taps must lie inside img4
+    (tap_bands' do, with start = paddingStart)."""
+    C, _, _, N = img4.shape
+    sC, sH, sW, sN = img4.strides
+    y0 = startY + my.start * moduleStride + fy.start
+    x0 = startX + mx.start * moduleStride + fx.start
+    return as_strided(img4[:, y0:, x0:],
+                      shape=(C, len(fy), len(fx), len(my), len(mx), N),
+                      strides=(sC, sH, sW, sH * moduleStride, sW * moduleStride, sN),
+                      writeable=False)
+
+
+def sl(r):
+    """The slice of a range (numpy takes a range as a list of indices, and copies)."""
+    return slice(r.start, r.stop)
+
+
+def tap_blocks(img_shape, numModulesY, numModulesX, filterSize, paddingStart, moduleStride):
+    """The blocks of modules that see the same in-image taps, and an im2col buffer for them.
+
+    Returns ([(my, mx, fy, fx, R)], buffer): module rows my x columns mx (ranges) see taps
+    fy x fx (empty for modules wholly in the padding); R module rows at a time keep the
+    block's im2col, (C * len(fy) * len(fx), R * len(mx) * N), within COLS_CHUNK_BYTES; the
+    buffer is big enough for any of them.
+    """
+    C, H, W, N = img_shape
+    blocks = []
+    for my0, my1, fy0, fy1 in tap_bands(numModulesY, H, filterSize, paddingStart, moduleStride):
+        for mx0, mx1, fx0, fx1 in tap_bands(numModulesX, W, filterSize, paddingStart,
+                                            moduleStride):
+            K = C * (fy1 - fy0) * (fx1 - fx0)
+            R = chunk_rows(K * (mx1 - mx0) * N * 4, my1 - my0)
+            blocks.append((range(my0, my1), range(mx0, mx1), range(fy0, fy1), range(fx0, fx1),
+                           R))
+    size = max(C * len(fy) * len(fx) * R * len(mx) * N for _, mx, fy, fx, R in blocks)
+    return blocks, np.empty(size, dtype=np.float32)
+
+
+def conv_in_image_taps(img4, w4, out4, paddingStart, moduleStride, numGroups, scaleTargets,
+                       scaleOutput):
+    """out4 = scaleTargets*out4 + scaleOutput * (img4 convolved with w4), where a module sums
+    over its filter taps that fall inside the image only: the others would multiply the zero
+    padding, so no padded copy of the images is made and no multiply-add is spent on it.
+
+    img4:  (numImgColors, imgSizeY, imgSizeX, N)
+    w4:    (numFilterColors, filterSize, filterSize, numFilters), numFilterColors =
+           numImgColors / numGroups (filters [g*F/G, (g+1)*F/G) see colours [g*fc, (g+1)*fc))
+    out4:  (numFilters, numModulesY, numModulesX, N), written in place (a view is fine)
+
+    Every block of modules that sees the same taps (tap_bands along y times tap_bands along
+    x: the interior, the edge strips and the corners) is one im2col of those taps and one
+    GEMM per group, (Fg, fc*taps) @ (fc*taps, modules*N); the interior goes a few module
+    rows at a time so that its im2col buffer stays in the cache.
+    """
+    C, H, W, N = img4.shape
+    fc, fs, _, F = w4.shape
+    _, mY, mX, _ = out4.shape
+    Fg = F // numGroups
+    direct = writes_directly(scaleTargets, scaleOutput) and out4.flags.c_contiguous
+    blocks, cols = tap_blocks(img4.shape, mY, mX, fs, paddingStart, moduleStride)
+    for my, mx, fy, fx, R in blocks:
+        if len(fy) == 0 or len(fx) == 0:  # modules wholly in the padding: a sum of nothing
+            target = out4[:, sl(my), sl(mx)]
+            scale_store(target, np.zeros(target.shape, dtype=np.float32), scaleTargets,
+                        scaleOutput)
+            continue
+        kg = fc * len(fy) * len(fx)
+        w = np.ascontiguousarray(w4[:, sl(fy), sl(fx)]).reshape(kg, F)
+        for r0 in range(my.start, my.stop, R):
+            rows = range(r0, min(my.stop, r0 + R))
+            shape = (C, len(fy), len(fx), len(rows), len(mx), N)
+            c = cols[:math.prod(shape)]
+            # im2col: rows of c are (colour, fy, fx), as the rows of w
+            np.copyto(c.reshape(shape),
+                      tap_view(img4, paddingStart, paddingStart, moduleStride, rows, fy, mx,
+                               fx))
+            c = c.reshape(C * len(fy) * len(fx), -1)
+            for g in range(numGroups):
+                fsl, ks = slice(g * Fg, (g + 1) * Fg), slice(g * kg, (g + 1) * kg)
+                target = out4[fsl, sl(rows), sl(mx)]
+                if direct and len(mx) == mX:
+                    np.matmul(w[:, fsl].T, c[ks], out=view2d(target))
+                else:
+                    scale_store(target, (w[:, fsl].T @ c[ks]).reshape(target.shape),
+                                scaleTargets, scaleOutput)
+
+
 class ConvGeometry:
     """Sizes shared by filterActs, imgActs and weightActs (names as in the 2012 wrappers)."""
 
@@ -226,33 +344,15 @@ def _filter_acts(fn, images, filters, targets, imgSizeY, numModulesY, numModules
                        numModulesX=numModulesX, filterSize=filterSize,
                        paddingStart=paddingStart, moduleStride=moduleStride)
     img4 = images.reshape(numImgColors, imgSizeY, imgSizeX, numImages)
-    canvas = geo.canvas(img4)
+    if conv:
+        conv_in_image_taps(img4, filters.reshape(numFilterColors, filterSize, filterSize,
+                                                 numFilters),
+                           targets.reshape(numFilters, numModulesY, numModulesX, numImages),
+                           paddingStart, moduleStride, numGroups, scaleTargets, scaleOutput)
+        return
     tgt3 = targets.reshape(numFilters, numModules, numImages)
     direct = writes_directly(scaleTargets, scaleOutput)
-    if conv:
-        _conv_fprop(geo, canvas, filters, tgt3, direct, scaleTargets, scaleOutput)
-    else:
-        _local_fprop(geo, canvas, filters, tgt3, direct, scaleTargets, scaleOutput)
-
-
-def _conv_fprop(geo, canvas, filters, tgt3, direct, scaleTargets, scaleOutput):
-    C, N, mX = geo.numImgColors, canvas.shape[3], geo.numModulesX
-    K = C * geo.filterPixels
-    R = chunk_rows(K * mX * N * 4, geo.numModulesY)
-    cols = np.empty((K, R * mX * N), dtype=np.float32)
-    for row0 in range(0, geo.numModulesY, R):
-        rows = min(R, geo.numModulesY - row0)
-        m0, m1 = row0 * mX, (row0 + rows) * mX
-        c = cols[:, :rows * mX * N]
-        # im2col: rows of c are (colour, fy, fx) exactly as the filter rows
-        np.copyto(c.reshape(C, geo.filterSize, geo.filterSize, rows, mX, N),
-                  patch_view(canvas, geo.filterSize, geo.moduleStride, row0, rows, mX))
-        for _, fs_, ks in geo.groups():
-            out = view2d(tgt3[fs_, m0:m1])
-            if direct:
-                np.matmul(filters[:, fs_].T, c[ks], out=out)
-            else:
-                scale_store(out, filters[:, fs_].T @ c[ks], scaleTargets, scaleOutput)
+    _local_fprop(geo, geo.canvas(img4), filters, tgt3, direct, scaleTargets, scaleOutput)
 
 
 def local_cols(geo, canvas):

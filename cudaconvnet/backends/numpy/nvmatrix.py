@@ -58,9 +58,34 @@ def _store(target, result, scaleTarget):
         target += result
 
 
+# Elements per block of the blocked element-wise loops: enough that numpy's per-call cost
+# vanishes, few enough that a block's operands stay in the L2 cache.
+BLOCK = 1 << 16
+
+
+def _blocked(target, b):
+    """Whether to go through target and b block by block (both C-contiguous, the same
+    shape, and big enough for it to pay)."""
+    return (target.size >= 4 * BLOCK and target.shape == b.shape
+            and target.flags.c_contiguous and b.flags.c_contiguous)
+
+
 def add(target, b, scaleTarget=1.0, scaleB=1.0):
-    """target = scaleTarget * target + scaleB * b."""
-    _store(target, b if scaleB == 1 else f32(scaleB) * b, scaleTarget)
+    """target = scaleTarget * target + scaleB * b.
+
+    On big matrices (the weight update: inc = mom*inc + eps*grad; inc -= wc*eps*w; w += inc)
+    this goes block by block, with no matrix-sized temporary and one pass over the memory;
+    the float32 operations and their order are the same: scaleB*b, scaleTarget*target, sum.
+    """
+    if scaleB == 1 or not _blocked(target, b):
+        _store(target, b if scaleB == 1 else f32(scaleB) * b, scaleTarget)
+        return
+    tflat, bflat = target.reshape(-1), b.reshape(-1)
+    buf = np.empty(BLOCK, dtype=f32)
+    for i in range(0, tflat.size, BLOCK):
+        t, scaled = tflat[i:i + BLOCK], buf[:min(BLOCK, tflat.size - i)]
+        np.multiply(bflat[i:i + BLOCK], f32(scaleB), out=scaled)
+        _store(t, scaled, scaleTarget)
 
 
 def scale(src, alpha, target):
@@ -72,8 +97,10 @@ def addProduct(target, a, b, scaleTarget=0.0, scaleAB=1.0, transA=False, transB=
     """target = scaleTarget * target + scaleAB * op(a) @ op(b)."""
     a = a.T if transA else a
     b = b.T if transB else b
-    if scaleTarget == 0 and scaleAB == 1:
+    if scaleTarget == 0:
         np.matmul(a, b, out=target)
+        if scaleAB != 1:  # in place: no temporary the size of the product
+            target *= f32(scaleAB)
         return
     prod = a @ b
     if scaleAB != 1:
@@ -175,10 +202,12 @@ def neuronActivate(kind, x, y, a=0.0, b=0.0):
         if kind == "ident":
             np.copyto(y, x)
         elif kind in ("relu", "nrelu"):
-            np.copyto(y, np.where(x < 0, f32(0), x))
+            # x < 0 ? 0 : x, in one pass (np.where is several times slower); NaN passes
+            # through as in the kernel, only a -0.0 input comes out +0.0 (an equal value)
+            np.maximum(x, f32(0), out=y)
             if kind == "nrelu":  # plus noise with stdev = the unit's output, rectified again
                 y += y * randn(y.shape)
-                np.copyto(y, np.where(y < 0, f32(0), y))
+                np.maximum(y, f32(0), out=y)
         elif kind == "brelu":
             np.copyto(y, np.where(x < 0, f32(0), np.where(x > a, a, x)))
         elif kind == "abs":
@@ -210,6 +239,9 @@ def neuronInputGrad(kind, actsGrad, x, y, target, add, a=0.0, b=0.0, grad_from_o
         if kind == "ident":
             g = actsGrad
         elif kind in ("relu", "nrelu"):
+            if not add:  # the common case, without a temporary
+                np.multiply(actsGrad, y > 0, out=target)
+                return
             g = actsGrad * (y > 0)
         elif kind == "brelu":
             g = actsGrad * ((y > 0) & (y < a))

@@ -3,6 +3,11 @@
 Stands for cudaconv2/weight_acts.cu. convWeightActs returns one partial sum per group of
 partialSum consecutive modules, exactly as the original does; ConvLayer::bpropWeights then
 adds the partial sums up (the original's addSum over the leading axis).
+
+How (conv): im2col + GEMM, skipping the filter taps that fall on the padding (their
+products are zero) as filter_acts.conv_in_image_taps does: along both axes for a single sum
+(partialSum = numModules), along y for partial sums that lie within module rows (every
+2012 net's), not at all for partial sums that straddle rows.
 """
 
 import math
@@ -11,7 +16,8 @@ import numpy as np
 
 from . import filter_acts
 from .filter_acts import (ConvGeometry, check_colors_groups, check_geometry, check_matrix,
-                          exact_div, local_cols, patch_view, scale_store, writes_directly)
+                          chunk_rows, exact_div, local_cols, patch_view, scale_store, sl,
+                          tap_bands, tap_view, writes_directly)
 
 __all__ = ["convWeightActs", "localWeightActs"]
 
@@ -50,9 +56,93 @@ def _chunk_plan(numModulesY, numModulesX, partialSum, max_rows):
     return unit * max(1, max_rows // unit)
 
 
-def _conv_grad(geo, canvas, hid3, partialSum, res):
-    """res[p, k, f] = sum over modules m of partial sum p, images n of
-    cols[k, m, n] * hidActs[f, m, n]."""
+def _conv_grad(geo, img4, hid3, partialSum, res, scaleOutput):
+    """res[p, k, f] = scaleOutput * (sum over modules m of partial sum p, images n of
+    cols[k, m, n] * hidActs[f, m, n]), cols the im2col of the zero-padded images; res is
+    overwritten (the scaling rides on the last copy, or is a pass over the small result)."""
+    if partialSum == geo.numModules:
+        _single_sum(geo, img4, hid3, res[0])
+    elif geo.numModulesX % partialSum == 0:
+        _row_sums(geo, img4, hid3, partialSum, res, scaleOutput)
+        return
+    else:
+        _any_sums(geo, geo.canvas(img4), hid3, partialSum, res)
+    if scaleOutput != 1:
+        res *= np.float32(scaleOutput)
+
+
+def _single_sum(geo, img4, hid3, res):
+    """One sum over every module: each block of modules that sees the same in-image taps
+    (filter_acts.tap_blocks) adds its im2col @ hidActs^T into the rows of those taps; the
+    taps on the padding would add nothing, and are skipped."""
+    fc, fs, F, Fg = geo.numFilterColors, geo.filterSize, geo.numFilters, geo.numFiltersPerGroup
+    C, N, mX = geo.numImgColors, hid3.shape[2], geo.numModulesX
+    hid4 = hid3.reshape(F, geo.numModulesY, mX, N)
+    res4 = res.reshape(fc, fs, fs, F)
+    res4[...] = 0
+    blocks, cols = filter_acts.tap_blocks(img4.shape, geo.numModulesY, mX, fs,
+                                          geo.paddingStart, geo.moduleStride)
+    for my, mx, fy, fx, R in blocks:
+        kg = fc * len(fy) * len(fx)
+        if kg == 0:
+            continue
+        for r0 in range(my.start, my.stop, R):
+            rows = range(r0, min(my.stop, r0 + R))
+            shape = (C, len(fy), len(fx), len(rows), len(mx), N)
+            c = cols[:math.prod(shape)]
+            np.copyto(c.reshape(shape), tap_view(img4, geo.paddingStart, geo.paddingStart,
+                                                 geo.moduleStride, rows, fy, mx, fx))
+            c = c.reshape(C * len(fy) * len(fx), -1)
+            h = hid4[:, sl(rows), sl(mx)].reshape(F, -1)  # a copy unless whole rows
+            for g, (_, fsl, _) in enumerate(geo.groups()):
+                res4[:, sl(fy), sl(fx), fsl] += (c[g * kg:(g + 1) * kg] @ h[fsl].T).reshape(
+                    fc, len(fy), len(fx), Fg)
+
+
+def _row_sums(geo, img4, hid3, partialSum, res, scaleOutput):
+    """Partial sums that each lie within one module row: a run of module rows that sees
+    the same in-image filter rows fy (tap_bands along y) is im2col'ed for those rows only
+    (the images padded along x alone), one batched GEMM over its partial sums,
+    (fc*len(fy)*fs, partialSum*N) @ (partialSum*N, Fg), scaled by scaleOutput on its way
+    into res; the other filter rows are 0."""
+    fc, fs, F, Fg = geo.numFilterColors, geo.filterSize, geo.numFilters, geo.numFiltersPerGroup
+    C, N, mX, s = geo.numImgColors, hid3.shape[2], geo.numModulesX, geo.moduleStride
+    _, left, _, Wp = filter_acts.padded_extent(geo.imgSizeY, geo.imgSizeX, geo.numModulesY,
+                                               mX, fs, geo.paddingStart, s)
+    xcanvas = filter_acts.pad_images(img4, 0, left, geo.imgSizeY, Wp)
+    res5 = res.reshape(res.shape[0], fc, fs, fs, F)
+    span = partialSum * N
+    plan = []  # (module rows, filter rows fy, module rows per chunk)
+    for my0, my1, fy0, fy1 in tap_bands(geo.numModulesY, geo.imgSizeY, fs, geo.paddingStart, s):
+        plan.append((range(my0, my1), range(fy0, fy1),
+                     chunk_rows(C * (fy1 - fy0) * fs * mX * N * 4, my1 - my0)))
+    cols = np.empty(max(C * len(fy) * fs * R * mX * N for _, fy, R in plan) or 1,
+                    dtype=np.float32)
+    for my, fy, R in plan:
+        p0, p1 = my.start * mX // partialSum, my.stop * mX // partialSum
+        res5[p0:p1, :, :fy.start] = 0
+        res5[p0:p1, :, fy.stop:] = 0
+        if not fy:  # module rows wholly in the padding
+            continue
+        K, kg = C * len(fy) * fs, fc * len(fy) * fs
+        for r0 in range(my.start, my.stop, R):
+            rows = range(r0, min(my.stop, r0 + R))
+            q0, q1 = rows.start * mX // partialSum, rows.stop * mX // partialSum
+            shape = (C, len(fy), fs, len(rows), mX, N)
+            c = cols[:math.prod(shape)]
+            np.copyto(c.reshape(shape), tap_view(xcanvas, geo.paddingStart, 0, s, rows, fy,
+                                                 range(mX), range(fs)))
+            c = c.reshape(K, -1)
+            for g, (_, fsl, _) in enumerate(geo.groups()):
+                a = c[g * kg:(g + 1) * kg].reshape(kg, q1 - q0, span).transpose(1, 0, 2)
+                b = hid3[fsl, rows.start * mX:rows.stop * mX].reshape(Fg, q1 - q0, span)
+                grad = np.matmul(a, b.transpose(1, 2, 0))  # (partial sums, kg, Fg)
+                np.multiply(grad.reshape(q1 - q0, fc, len(fy), fs, Fg), np.float32(scaleOutput),
+                            out=res5[q0:q1, :, sl(fy), :, fsl])
+
+
+def _any_sums(geo, canvas, hid3, partialSum, res):
+    """Any partial sums (they may span or straddle module rows), on the padded images."""
     C, N, mX, fs = geo.numImgColors, hid3.shape[2], geo.numModulesX, geo.filterSize
     K = C * geo.filterPixels
     max_rows = max(1, filter_acts.COLS_CHUNK_BYTES // (K * mX * N * 4))
@@ -109,14 +199,14 @@ def convWeightActs(images, hidActs, targets, imgSizeY, numModulesY, numModulesX,
     check_matrix(fn, "targets", targets, numPartials * geo.Kg, geo.numFilters, writeable=True)
 
     numImages = images.shape[1]
-    canvas = geo.canvas(images.reshape(numImgColors, imgSizeY, geo.imgSizeX, numImages))
+    img4 = images.reshape(numImgColors, imgSizeY, geo.imgSizeX, numImages)
     hid3 = hidActs.reshape(geo.numFilters, geo.numModules, numImages)
     tgt3 = targets.reshape(numPartials, geo.Kg, geo.numFilters)
-    if writes_directly(scaleTargets, scaleOutput):
-        _conv_grad(geo, canvas, hid3, partialSum, tgt3)
+    if scaleTargets == 0:  # the targets' old content is not read: straight in
+        _conv_grad(geo, img4, hid3, partialSum, tgt3, scaleOutput)
     else:
         res = np.empty_like(tgt3)
-        _conv_grad(geo, canvas, hid3, partialSum, res)
+        _conv_grad(geo, img4, hid3, partialSum, res, 1.0)
         scale_store(tgt3, res, scaleTargets, scaleOutput)
 
 
