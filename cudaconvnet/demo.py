@@ -80,6 +80,6 @@ def run_demo(argv):
     print("Checkpoints: %s" % ckpt)
     print("Resume for 10 more epochs:  python -m cudaconvnet.convnet -f %s --epochs=%d" % (ckpt, args.epochs + 10))
     print("Test only:                  python -m cudaconvnet.convnet -f %s --test-only=1" % ckpt)
-    print("Pictures:                   python -m cudaconvnet.shownet -f %s --show-cost=logprob --show-filters=conv1"
+    print("Pictures:                   python -m cudaconvnet.shownet -f %s --show-cost=logprob --cost-idx=1 --show-filters=conv1"
           % ckpt)
     return 0
