@@ -20,12 +20,11 @@ The file is written beside OUT.h5 and renamed over it when complete.
 """
 import argparse
 import os
-import tempfile
 
 import numpy as np
 
 from .gpumodel import IGPUModel, StopTraining, run_main
-from .util import UnpickleError
+from .util import UnpickleError, atomic_output
 
 # layer-dict entries that are not parameters: the arrays themselves, and the parser's links
 _SKIP = {"weights", "weightsInc", "biases", "biasesInc", "inputLayers", "inputs", "neuron", "name", "type"}
@@ -75,10 +74,7 @@ def export_checkpoint(checkpoint, out_path):
     layers = _layer_list(ms["layers"])
     names = [n for n, _ in layers]
     written = []
-    out_dir = os.path.dirname(os.path.abspath(out_path))
-    fd, tmp = tempfile.mkstemp(dir=out_dir, prefix="." + os.path.basename(out_path) + ".tmp-")
-    os.close(fd)
-    try:
+    with atomic_output(out_path) as tmp:
         with h5py.File(tmp, "w") as f:
             f.attrs["epoch"] = int(ms.get("epoch", 0))
             f.attrs["batchnum"] = int(ms.get("batchnum", 0))
@@ -112,13 +108,6 @@ def export_checkpoint(checkpoint, out_path):
                         g.attrs[k] = v
                 written.append(name)
             f.attrs["layers"] = written if written else np.zeros(0, dtype="S1")
-        os.replace(tmp, out_path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
     return written
 
 

@@ -8,7 +8,6 @@ import os
 import random
 import re
 import sys
-import tempfile
 from math import ceil, sqrt
 
 import numpy as np
@@ -20,7 +19,7 @@ from .engine.layers import EngineError
 from .gpumodel import IGPUModel, StopTraining, run_main
 from .options import (BooleanOptionParser, IntegerOptionParser, OptionException, OptionHelpException,
                       OptionsParser, StringOptionParser)
-from .util import UnpickleError, pickle
+from .util import UnpickleError, atomic_output, pickle
 
 # The options of ConvNet that shownet keeps from the command line: cuda-convnet's four, the
 # AlexNet code's five more, and this port's engine choice. The rest come from the checkpoint.
@@ -273,16 +272,8 @@ class ShowConvNet(ConvNet):
         path = os.path.join(save_dir, name)
         try:
             os.makedirs(save_dir, exist_ok=True)
-            fd, tmp = tempfile.mkstemp(dir=save_dir, prefix="." + name + ".tmp-")
-            try:
-                with os.fdopen(fd, "wb") as fo:
-                    fig.savefig(fo, format="png", dpi=DPI)
-                os.chmod(tmp, 0o644)
-                os.replace(tmp, path)
-            except BaseException:
-                if os.path.exists(tmp):
-                    os.unlink(tmp)
-                raise
+            with atomic_output(path) as tmp:
+                fig.savefig(tmp, format="png", dpi=DPI)
         except OSError as e:
             raise StopTraining("Cannot write '%s': %s" % (path, e.strerror or e))
         self.p("Saved %s" % path)
@@ -475,16 +466,11 @@ class ShowConvNet(ConvNet):
         except ImportError:
             raise StopTraining("--write-features needs the h5py package (pip install h5py)") from None
         path, name = self.opt("feature_path"), self.opt("write_features")
-        try:
-            os.makedirs(path, exist_ok=True)
-            fd, h5tmp = tempfile.mkstemp(dir=path, prefix=".features.h5.tmp-")
-            os.close(fd)
-        except OSError as e:
-            raise StopTraining("Cannot write features to '%s': %s" % (path, e.strerror or e))
         h5path = os.path.join(path, "features.h5")
         num_ftrs = None
         try:
-            with h5py.File(h5tmp, "w") as h5:
+            os.makedirs(path, exist_ok=True)
+            with atomic_output(h5path) as h5tmp, h5py.File(h5tmp, "w") as h5:
                 h5.attrs["source_model"] = str(self.opt("load_file"))
                 h5.attrs["layer"] = name
                 for batchnum, data, say in self.batches("Writing %s features" % name):
@@ -502,13 +488,8 @@ class ShowConvNet(ConvNet):
                     grp.create_dataset("labels", data=labels)
                     say("Wrote feature file %s" % out)
                 h5.attrs["num_vis"] = num_ftrs
-            os.chmod(h5tmp, 0o644)
-            os.replace(h5tmp, h5path)
         except OSError as e:
             raise StopTraining("Cannot write features to '%s': %s" % (path, e.strerror or e))
-        finally:
-            if os.path.exists(h5tmp):
-                os.unlink(h5tmp)
         pickle(os.path.join(path, "batches.meta"), {"source_model": self.opt("load_file"), "num_vis": num_ftrs})
         self.p("Wrote %s and %s" % (os.path.join(path, "batches.meta"), h5path))
 

@@ -4,6 +4,7 @@ Stands for the 2012 util.py (cuda-convnet r561), minus its GPU-lock and CPU-vend
 """
 
 import collections
+import contextlib
 import copyreg
 import gzip
 import io
@@ -16,7 +17,7 @@ import zipfile
 import numpy as np
 
 __all__ = [
-    "UnpickleError", "UnsafePickleError", "pickle", "unpickle", "register_pickle_class",
+    "UnpickleError", "UnsafePickleError", "atomic_output", "pickle", "unpickle", "register_pickle_class",
     "alphanum_key", "alphanum_sorted",
 ]
 
@@ -59,29 +60,24 @@ def _fsync_dir(dirname):
         os.close(fd)
 
 
-def pickle(filename, obj, compress=False):
-    """Write obj to filename so that a crash at any moment leaves the old file or the new one.
+@contextlib.contextmanager
+def atomic_output(filename):
+    """Yields a temporary path beside filename to write to; when the block ends without an
+    error the file is fsynced and renamed over filename (then the directory is fsynced),
+    otherwise it is deleted. A crash at any moment leaves the old file or the new one.
 
-    The pickle goes to a hidden temporary file in the same directory (".<name>.tmp-XXXX"),
-    is flushed and fsynced, then renamed over filename; the directory is fsynced last.
-    compress=True writes a zip archive with one entry 'data', as 2012's --zip-save did.
-    Protocol: the highest this Python has (>= 5), so large numpy arrays are not copied.
+    The temporary file is hidden: ".<name>.tmp-XXXX". It gets the mode open() would give
+    (or the mode of the file it replaces).
     """
     filename = os.fspath(filename)
     dirname = os.path.dirname(os.path.abspath(filename))
-    base = os.path.basename(filename)
     mode = (os.stat(filename).st_mode & 0o7777) if os.path.exists(filename) else _default_mode()
-    fd, tmp = tempfile.mkstemp(dir=dirname, prefix="." + base + ".tmp-")
+    fd, tmp = tempfile.mkstemp(dir=dirname, prefix="." + os.path.basename(filename) + ".tmp-")
+    os.close(fd)
     try:
-        with os.fdopen(fd, "wb") as fo:
-            if compress:
-                with zipfile.ZipFile(fo, "w", zipfile.ZIP_DEFLATED, allowZip64=True) as zf:
-                    with zf.open("data", "w", force_zip64=True) as entry:
-                        _pickle.dump(obj, entry, protocol=_pickle.HIGHEST_PROTOCOL)
-            else:
-                _pickle.dump(obj, fo, protocol=_pickle.HIGHEST_PROTOCOL)
-            fo.flush()
-            os.fsync(fo.fileno())
+        yield tmp
+        with open(tmp, "rb") as written:
+            os.fsync(written.fileno())
         os.chmod(tmp, mode)
         os.replace(tmp, filename)
     except BaseException:
@@ -91,6 +87,22 @@ def pickle(filename, obj, compress=False):
             pass
         raise
     _fsync_dir(dirname)
+
+
+def pickle(filename, obj, compress=False):
+    """Write obj to filename atomically (see atomic_output).
+
+    compress=True writes a zip archive with one entry 'data', as 2012's --zip-save did.
+    Protocol: the highest this Python has (>= 5), so large numpy arrays are not copied.
+    """
+    with atomic_output(filename) as tmp:
+        with open(tmp, "wb") as fo:
+            if compress:
+                with zipfile.ZipFile(fo, "w", zipfile.ZIP_DEFLATED, allowZip64=True) as zf:
+                    with zf.open("data", "w", force_zip64=True) as entry:
+                        _pickle.dump(obj, entry, protocol=_pickle.HIGHEST_PROTOCOL)
+            else:
+                _pickle.dump(obj, fo, protocol=_pickle.HIGHEST_PROTOCOL)
 
 
 # ---------------------------------------------------------------------------------------
