@@ -17,6 +17,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import pytest
+from cuda_emulation import FakeGPUArray  # the stand-in the emulation uses too
 
 from cudaconvnet.backends.cuda import filter_acts as cfa
 from cudaconvnet.backends.cuda import img_acts as cia
@@ -58,16 +59,6 @@ def test_header_compiles_alone():
 
 # ----------------------------------------------------------------------------------------
 # host argument lists against the PTX parameters
-
-class FakeGPUArray:
-    def __init__(self, a):
-        self.a = a
-        self.shape, self.dtype, self.strides, self.size = a.shape, a.dtype, a.strides, a.size
-        self.gpudata = a.__array_interface__["data"][0]
-
-    def get(self):
-        return self.a.copy()
-
 
 def z(*shape, dtype=np.float32):
     return FakeGPUArray(np.zeros(shape, dtype))
