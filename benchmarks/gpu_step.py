@@ -5,10 +5,14 @@ No 2012 counterpart as such: 2012 trained the two towers on two GTX 580s. Here b
 run on one GPU, minibatch 128, fp32; the peer is PyTorch with cuDNN (cudnn.benchmark on),
 measured in the same process on the same GPU, once with TF32 off (true fp32) and once on.
 
-    python benchmarks/gpu_step.py [--mini 128] [--warmup 3] [--iters 20]
+    python benchmarks/gpu_step.py [--mini 128] [--warmup 3] [--iters 20] [--conv-kernels 2012,gemm,winograd]
                                   [--layers layers_cfg/layers-alexnet.cfg]
                                   [--params layers_cfg/layer-params-alexnet.cfg]
                                   [--no-torch] [--json out.json] [--dry-run]
+
+Ours runs once per choice of conv kernels (--conv-kernels: the ported 2012 kernels; "gemm",
+im2col + cuBLAS; "winograd", gemm with Winograd's F(2x2, 3x3) for the 3x3 layers' fprop and
+input gradient), each with its own column.
 
 What is timed (CUDA events around each call, after --warmup untimed calls, median of
 --iters):
@@ -105,7 +109,7 @@ def median_ms(times):
 # ==========================================================================================
 # ours
 # ==========================================================================================
-def time_ours(layers, dialect, specs, n, warmup, iters):
+def time_ours(layers, dialect, specs, n, warmup, iters, conv_kernels):
     import pycuda.driver as drv
 
     from cudaconvnet.backends import get_backend
@@ -113,6 +117,7 @@ def time_ours(layers, dialect, specs, n, warmup, iters):
     from cudaconvnet.engine.net import ConvNet
     be = get_backend("cuda")
     be.use_device()
+    be.set_conv_kernels(conv_kernels)
     net = ConvNet(copy.deepcopy(layers), n, be, dialect=dialect, seed=0, out=lambda s: None)
     rng = np.random.default_rng(0)
     dims = [d["outputs"] for d in layer_dicts(layers) if d["type"] == "data"]
@@ -374,38 +379,33 @@ def time_torch_step(layers, n, warmup, iters, tf32):
 # report
 # ==========================================================================================
 def report(specs, n, ours, peers):
-    cols = ["fp32", "tf32"]
-    print("\nGPU: %s; minibatch %d; medians of CUDA-event times (ms)" % (ours.get("device", "?"), n))
-    head = "%-10s %-14s %9s %9s %8s" % ("conv", "pass", "ours", "GFLOP/s", "")
-    for c in cols:
-        if c in peers:
-            head += " %11s %9s" % ("cuDNN " + c, "ours/" + c)
-    print(head)
-    total = {"ours": 0.0}
+    """ours: {conv kernels: results}; peers: {"fp32" / "tf32": results}. One column of
+    milliseconds each, then each of ours against cuDNN fp32."""
+    device = next(iter(ours.values())).get("device", "?")
+    print("\nGPU: %s; minibatch %d; medians of CUDA-event times (ms)" % (device, n))
+    names = ["ours " + v for v in ours] + ["cuDNN " + c for c in peers]
+    results = list(ours.values()) + list(peers.values())
+    ratios = [v for v in ours] if "fp32" in peers else []
+    print("%-10s %-14s " % ("conv", "pass") + " ".join("%11s" % h for h in names) +
+          "".join(" %12s" % (v + "/fp32") for v in ratios))
+
+    def row(label, values):
+        line = "%-25s " % label + " ".join("%11.3f" % t for t in values)
+        if ratios:
+            fp32 = values[len(ours)]
+            line += "".join(" %11.2fx" % (t / fp32) for t in values[:len(ratios)])
+        print(line)
+    totals = [0.0] * len(results)
     for s in specs:
         for p in ("fprop", "bprop-img", "bprop-weights"):
-            t = ours["conv"][(s["name"], p)]
+            values = [r["conv"][(s["name"], p)] for r in results]
             in_step = not (p == "bprop-img" and s["input"] in ("data", "0"))
-            line = "%-10s %-14s %9.3f %9.0f %8s" % (s["name"], p, t, flops(s, n) / t / 1e6, "" if in_step else "(no step)")
             if in_step:
-                total["ours"] += t
-            for c in cols:
-                if c in peers:
-                    pt = peers[c]["conv"][(s["name"], p)]
-                    line += " %11.3f %8.2fx" % (pt, t / pt)
-                    if in_step:
-                        total[c] = total.get(c, 0.0) + pt
-            print(line)
-    line = "%-25s %9.3f %18s" % ("conv layers in a step", total["ours"], "")
-    for c in cols:
-        if c in peers:
-            line += " %11.3f %8.2fx" % (total[c], total["ours"] / total[c])
-    print(line)
-    line = "%-25s %9.3f %18s" % ("training step", ours["step_ms"], "")
-    for c in cols:
-        if c in peers:
-            line += " %11.3f %8.2fx" % (peers[c]["step_ms"], ours["step_ms"] / peers[c]["step_ms"])
-    print(line)
+                totals = [a + b for a, b in zip(totals, values)]
+            row("%-10s %-14s" % (s["name"], p + ("" if in_step else "*")), values)
+    row("conv layers in a step", totals)
+    row("training step", [r["step_ms"] for r in results])
+    print("(* not part of a training step: the data layer needs no gradient)")
 
 
 def main(argv=None):
@@ -415,6 +415,7 @@ def main(argv=None):
     ap.add_argument("--mini", type=int, default=128)
     ap.add_argument("--warmup", type=int, default=3)
     ap.add_argument("--iters", type=int, default=20)
+    ap.add_argument("--conv-kernels", default="2012,gemm,winograd", help="ours, once per choice (comma-separated)")
     ap.add_argument("--no-torch", action="store_true", help="skip the PyTorch peer")
     ap.add_argument("--json", default="", help="also write the numbers here")
     ap.add_argument("--dry-run", action="store_true", help="print the parsed conv shapes and exit")
@@ -427,7 +428,8 @@ def main(argv=None):
     if args.dry_run:
         return 0
 
-    ours = time_ours(layers, dialect, specs, args.mini, args.warmup, args.iters)
+    ours = {v: time_ours(layers, dialect, specs, args.mini, args.warmup, args.iters, v)
+            for v in args.conv_kernels.split(",")}
     peers = {}
     ok, why = (False, "--no-torch") if args.no_torch else torch_available()
     if ok:
@@ -444,8 +446,9 @@ def main(argv=None):
     if args.json:
         def keyed(d):
             return {"%s %s" % k: v for k, v in d.items()}
-        out = {"device": ours["device"], "minibatch": args.mini, "ours": {"step_ms": ours["step_ms"],
-                                                                           "conv": keyed(ours["conv"])}}
+        out = {"device": next(iter(ours.values()))["device"], "minibatch": args.mini}
+        for k, v in ours.items():
+            out["ours_" + k] = {"step_ms": v["step_ms"], "conv": keyed(v["conv"])}
         for k, v in peers.items():
             out["cudnn_" + k] = {"step_ms": v["step_ms"], "conv": keyed(v["conv"])}
         with open(args.json, "w") as f:

@@ -12,7 +12,7 @@ import sys
 import numpy as np
 
 from . import layer as lay
-from .backends import BackendUnavailable, get_backend
+from .backends import CONV_KERNELS, BackendUnavailable, get_backend
 from .data import DataProvider, DataProviderException
 from .engine.layers import EngineError
 from .engine.net import ConvNet as Engine
@@ -154,8 +154,12 @@ class ConvNet(IGPUModel):
 
     def init_model_lib(self):
         try:
+            if self.opt("conv_kernels") not in CONV_KERNELS:
+                raise EngineError("--conv-kernels must be one of %s, got '%s'" % (", ".join(CONV_KERNELS),
+                                                                                  self.opt("conv_kernels")))
             if self.backend.NAME == "cuda":
                 self.backend.use_device(self.opt("gpu")[0])
+                self.backend.set_conv_kernels(self.opt("conv_kernels"))
             self.libmodel = Engine(self.model_state["layers"], self.opt("minibatch_size"), self.backend,
                                    dialect=self.dialect(), seed=self.opt("seed") if self.opt("seed") >= 0 else None,
                                    out=self.p.raw)  # the engine prints as the C++ module did
@@ -345,6 +349,10 @@ class ConvNet(IGPUModel):
         # this port's
         op.add_option("backend", "backend", StringOptionParser, "Engine: numpy, cuda or auto (the GPU if there is one)",
                       default="auto")
+        op.add_option("conv-kernels", "conv_kernels", StringOptionParser,
+                      "CUDA engine's convolution kernels: 2012 (the original ones), gemm (im2col + cuBLAS) or "
+                      "winograd (gemm, with Winograd F(2x2,3x3) for 3x3 stride-1 layers)",
+                      default="2012")
         op.add_option("dialect", "dialect", StringOptionParser,
                       "Config dialect: cuda-convnet, alexnet or auto", default="auto", set_once=True)
         op.add_option("seed", "seed", IntegerOptionParser,

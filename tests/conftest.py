@@ -34,3 +34,16 @@ def pytest_collection_modifyitems(config, items):
     for item in items:
         if "cuda" in item.keywords:
             item.add_marker(skip)
+
+
+@pytest.fixture(scope="session")
+def cuda_kernels():
+    """The CUDA backend on the GPU, with every kernel's bundle built for it first (all
+    cuda_src files compiled in parallel, or found in CUDACONVNET_KERNEL_CACHE), so that no
+    test waits on nvcc and the tests run the same cubins as training does."""
+    from cudaconvnet.backends import get_backend
+    from cudaconvnet.backends.cuda import loader
+    be = get_backend("cuda")
+    be.use_device()
+    loader.build_all(loader.device_arch(), out=lambda s: None)
+    return be

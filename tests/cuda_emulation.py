@@ -339,12 +339,13 @@ def emulate_backend(monkeypatch, emulator):
     returns the backend package (cudaconvnet.backends.cuda), usable as a backend."""
     import cudaconvnet.backends.cuda as cuda
     from cudaconvnet.backends.cuda import conv_util, filter_acts, img_acts, layer_kernels, nvmatrix
-    from cudaconvnet.backends.cuda import sparse_acts, weight_acts
+    from cudaconvnet.backends.cuda import cublas, sparse_acts, weight_acts
     if cuda._IMPORT_ERROR is not None:
         pytest.skip("the CUDA backend's modules do not import here: %s" % cuda._IMPORT_ERROR)
     ga, drv = FakeGPUArrayModule(), FakeDriver()
     monkeypatch.setattr(nvmatrix, "_pycuda", lambda: (ga, drv))
     monkeypatch.setattr(nvmatrix, "allocator", lambda: None)
+    monkeypatch.setattr(cublas, "available", lambda: False)     # products by the emulated kSgemm
     for mod in (nvmatrix, conv_util, layer_kernels):
         monkeypatch.setattr(mod, "launch", emulator.launch)
     for mod in (filter_acts, img_acts, weight_acts, sparse_acts):

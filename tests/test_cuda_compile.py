@@ -1,5 +1,6 @@
-"""Every instantiation the selectors of conv_util / layer_kernels / nvmatrix can ask for
-compiles with nvcc, and the loader finds each one's entry point in the PTX.
+"""Every instantiation the host modules conv_util / layer_kernels / nvmatrix / conv_gemm /
+conv_winograd can ask for compiles with nvcc, and the loader finds each one's entry point in
+the PTX.
 
 Runs where nvcc is on PATH (CI has it; no GPU needed), skips elsewhere. One nvcc run per
 cuda_src file, with all of that file's INSTANTIATIONS forced, through the loader's own
@@ -19,7 +20,7 @@ from collections import defaultdict
 
 import pytest
 
-from cudaconvnet.backends.cuda import conv_util, layer_kernels, loader, nvmatrix
+from cudaconvnet.backends.cuda import conv_gemm, conv_util, conv_winograd, layer_kernels, loader, nvmatrix
 
 pytestmark = pytest.mark.skipif(shutil.which("nvcc") is None, reason="nvcc is not on PATH")
 
@@ -28,7 +29,7 @@ ARCHS = os.environ.get("CUDACONVNET_COMPILE_ARCHS", "sm_90").split()
 
 def _by_file():
     by = defaultdict(list)
-    for mod in (conv_util, layer_kernels, nvmatrix):
+    for mod in (conv_util, layer_kernels, nvmatrix, conv_gemm, conv_winograd):
         for f, k, a in mod.INSTANTIATIONS:
             by[f].append((k, a))
     return dict(by)

@@ -68,6 +68,12 @@ GEOMETRIES = [
 ]
 
 
+def geometry(case):
+    """(imgSizeY, imgSizeX, filterSize, padding, stride) of a case: its own ("geometry"),
+    else GEOMETRIES[case["geo"]]."""
+    return tuple(case["geometry"]) if "geometry" in case else GEOMETRIES[case["geo"]]
+
+
 def modules(size, fs, pad, stride):
     return 1 + -(-(2 * pad + size - fs) // stride)
 
@@ -220,7 +226,7 @@ def _operands(case, rng):
     """(name, reference function, device function, positional inputs, extra args, target
     shape, K) for a case."""
     op, conv, N, C, G, F = case["op"], case["conv"], case["N"], case["C"], case["G"], case["F"]
-    H, W, fs, pad, stride = GEOMETRIES[case["geo"]]
+    H, W, fs, pad, stride = geometry(case)
     mY, mX = modules(H, fs, pad, stride), modules(W, fs, pad, stride)
     nM = mY * mX
     sparse = op.endswith("Sparse")
@@ -282,7 +288,7 @@ def check_case(dev, case):
     assert got.shape == ref.shape
     assert np.isfinite(got).all(), "%s: non-finite outputs" % name
     err = np.abs(got.astype(np.float64) - ref)
-    bound = TOL_SQRT_K * math.sqrt(max(K, 1)) * EPS32 * absref.astype(np.float64) + 1e-37
+    bound = case.get("tol_factor", 1.0) * TOL_SQRT_K * math.sqrt(max(K, 1)) * EPS32 * absref.astype(np.float64) + 1e-37
     worst = np.unravel_index(np.argmax(err - bound), err.shape)
     assert (err <= bound).all(), "%s: |err| %.3g > bound %.3g at %s (ref %.6g, got %.6g; K=%d)" % (
         name, err[worst], bound[worst], worst, ref[worst], got[worst], K)
@@ -361,29 +367,9 @@ class GPU:
         return d.get()
 
 
-def _warm_compile_cache(instantiations):
-    """Compile every needed kernel in parallel into PyCUDA's disk cache, with exactly the
-    arguments loader.kernel uses, so that the tests' first launches find it there."""
-    from concurrent.futures import ThreadPoolExecutor
-
-    import pycuda.driver as drv
-    from pycuda.compiler import compile as pycuda_compile
-    arch = "sm_%d%d" % drv.Context.get_device().compute_capability()
-
-    def one(inst):
-        f, n, a = inst
-        pycuda_compile(loader.build_source(f, [(n, a)]), nvcc="nvcc", options=loader.nvcc_options(),
-                       no_extern_c=True, arch=arch, target="ptx")
-
-    with ThreadPoolExecutor(max_workers=os.cpu_count() or 4) as pool:
-        list(pool.map(one, sorted(set(instantiations))))
-
-
 @pytest.fixture(scope="session")
-def gpu():
-    dev = GPU()
-    _warm_compile_cache([case_launch(c).instantiation for c in CASES])
-    return dev
+def gpu(cuda_kernels):
+    return GPU()
 
 
 @pytest.mark.cuda

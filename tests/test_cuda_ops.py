@@ -48,10 +48,8 @@ ALL = os.environ.get("CUDACONVNET_TEST_ALL_INSTANCES", "") not in ("", "0")
 
 
 @pytest.fixture(scope="module")
-def be():
-    b = get_backend("cuda")
-    b.use_device()
-    return b
+def be(cuda_kernels):
+    return cuda_kernels
 
 
 def R(shape, seed=0, scale=1.0):
@@ -638,9 +636,18 @@ def _weights(net):
     return out
 
 
-def test_18pct_ten_steps_match_numpy(be):
+@pytest.fixture(params=["2012", "gemm", "winograd"])
+def conv_kernels(be, request):
+    """Each choice of the CUDA backend's conv kernels (set_conv_kernels), reset afterwards."""
+    be.set_conv_kernels(request.param)
+    yield request.param
+    be.set_conv_kernels("2012")
+
+
+def test_18pct_ten_steps_match_numpy(be, conv_kernels):
     """Ten training steps of the 18% CIFAR-10 net (conv/pool max+avg/rnorm/relu/fc/softmax/
-    logreg) from the same initial weights and data: costs and weights agree within 1e-4."""
+    logreg) from the same initial weights and data: costs and weights agree within 1e-4,
+    with each choice of conv kernels (18pct's convs are 5x5: winograd runs as gemm there)."""
     from cudaconvnet.engine.net import ConvNet
     layers = _parse(_cfg("layers-18pct.cfg"), _cfg("layer-params-18pct.cfg"), (3072, 1), 10)
     rng = np.random.default_rng(0)
@@ -661,9 +668,10 @@ def test_18pct_ten_steps_match_numpy(be):
         assert_close(wc[k], wn[k], ENGINE, k)
 
 
-def test_gradient_check_on_the_gpu(be):
+def test_gradient_check_on_the_gpu(be, conv_kernels):
     """The 2012 gradient check (ConvNet.checkGradients) passes on the CUDA backend for a
-    small net of the layer types whose kernels live here."""
+    small net of the layer types whose kernels live here (its conv is 3x3 at stride 1, so
+    each choice of conv kernels takes its own path)."""
     from cudaconvnet.engine.net import ConvNet
     import tempfile
     ldef = """

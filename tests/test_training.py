@@ -794,7 +794,7 @@ def test_missing_options_usage_and_help(tmp_path):
     proc = cli("--help")
     assert proc.returncode == 0, proc.stderr
     for opt in ("--layer-def", "--layer-params", "--check-grads", "--multiview-test", "--test-out", "--seed",
-                "--backend", "--max-filesize", "--zip-save", "-f"):
+                "--backend", "--conv-kernels", "--max-filesize", "--zip-save", "-f"):
         assert re.search(r"^\s*\[?%s <" % re.escape(opt), proc.stdout, re.M), opt
 
 
@@ -815,6 +815,12 @@ def test_provider_that_gives_a_dict_is_one_line(tmp_path, trained):
                            section("fc4", **LEARN) + section("sq", coeff=1))
     args = base_args(trained["data"], str(tmp_path / "s"), ldef, lpar, epochs=1, provider="default")
     assert_one_line_error(cli(*args), "'default'", "dict")
+
+
+def test_unknown_conv_kernels_is_one_line(tmp_path, trained):
+    args = base_args(trained["data"], str(tmp_path / "s"), trained["def"], trained["params"], epochs=1)
+    line = assert_one_line_error(cli(*args, "--conv-kernels=fastest"), "--conv-kernels", "'fastest'")
+    assert "2012, gemm, winograd" in line
 
 
 def test_missing_data_path_is_one_line(tmp_path, trained):

@@ -33,12 +33,12 @@
  *   - conv (a runtime flag, as in 2012): shared filters; otherwise each module has its own
  *     (local layer) and the filter pointer moves to the module's bank.
  *
- * Faster variants (not written yet; a later issue) go below the 2012 kernels, under new
- * names, with their own selector beside select_filter_acts so the 2012 choice stays
- * selectable: wider register tiles (the 2012 thread owns at most 8 filters x 4 images),
- * 128-bit loads of the contiguous cases, more colours per stage than colorCache 2 (fewer
- * __syncthreads), double-buffered staging (cp.async on sm_80+), and reduced-arithmetic
- * kernels (Winograd F(2x2,3x3) / F(4x4,3x3) for the 3x3 layers, FFT or Winograd for 5x5).
+ * Faster variants live in their own files, chosen by --conv-kernels, the 2012 kernels
+ * staying the default: unfold.cu (im2col + cuBLAS products, every pass) and winograd.cu
+ * (Winograd F(2x2,3x3) for 3x3 stride-1 fprop and input gradients). Not written yet:
+ * direct kernels in the 2012 structure tuned for today's GPUs (wider register tiles than
+ * the 2012 thread's 8 filters x 4 images, 128-bit loads of the contiguous cases, more
+ * colours per stage than colorCache 2, double-buffered staging with cp.async on sm_80+).
  */
 #include "cudaconv2/cudaconv2.cuh"
 

@@ -34,11 +34,11 @@
  *   - the 4x4-region kernels stage hidActs with 256 threads as 8 rows x 32 cases, so
  *     16*imgsPerThread must be a multiple of 32.
  *
- * Faster variants (not written yet; a later issue) go below the 2012 kernels, under new
- * names, with their own selector beside select_img_acts: a stride-1 layer's input gradient
- * is itself a forward convolution of the padded hidActs with flipped filters (what the
- * NumPy reference does), so it can reuse a fast filterActs; otherwise larger tiles per
- * block than 16 filters per step, and no idle threads for pixels outside a module.
+ * Faster variants, chosen by --conv-kernels (the 2012 kernels stay the default): unfold.cu
+ * (a cuBLAS product into columns, folded back by kCol2Im) and winograd.cu (a stride-1 3x3
+ * layer's input gradient as a forward convolution of hidActs with the filters turned by
+ * 180 degrees, in Winograd's F(2x2,3x3)). Not written yet: kernels in the 2012 structure
+ * with larger tiles than 16 filters per step and no idle threads outside a module.
  */
 #include "cudaconv2/cudaconv2.cuh"
 

@@ -32,10 +32,11 @@
  *     zero image values; zeroing both also keeps stale NaNs out of the sums).
  *   - B_X*B_Y must be a multiple of preloadCases (the staging covers whole rows).
  *
- * Faster variants (not written yet; a later issue) go below the 2012 kernels, under new
- * names, with their own selector beside select_weight_acts: larger register tiles, 128-bit
- * loads of the cases, double-buffered staging, and a reduction of the partial sums in the
- * same launch instead of the layer's separate addSum.
+ * Faster variant, chosen by --conv-kernels (the 2012 kernels stay the default): unfold.cu
+ * (im2col, then one strided-batched cuBLAS product over a chunk's partial sums). Not
+ * written yet: kernels in the 2012 structure with larger register tiles, 128-bit loads of
+ * the cases, double-buffered staging, and the partial sums reduced in the same launch
+ * instead of the layer's separate addSum.
  */
 #include "cudaconv2/cudaconv2.cuh"
 

@@ -27,6 +27,7 @@ _context = None
 _IMPORT_ERROR = None
 
 try:
+    from .conv_gemm import conv_kernels, set_conv_kernels  # noqa: F401
     from .conv_util import *  # noqa: F401,F403
     from .filter_acts import convFilterActs, localFilterActs  # noqa: F401
     from .img_acts import convImgActs, localImgActs  # noqa: F401

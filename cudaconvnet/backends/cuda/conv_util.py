@@ -16,7 +16,7 @@ so with a ValueError naming the operation.
 """
 import numpy as np
 
-from .nvmatrix import DIVUP, Launch, check, launch, ptr, row_stride
+from .nvmatrix import DIVUP, Launch, check_grid, check_gpu_matrix, imgs_per_thread_128, launch, ptr, row_stride
 
 f32 = np.float32
 FILE = "cudaconv2/conv_util.cu"
@@ -29,18 +29,6 @@ __all__ = ["convLocalPool", "convLocalMaxUndo", "convLocalAvgUndo", "convContras
            "convRGBToLAB", "convCrop", "convReflectHorizontal"]
 
 POOLERS = {"avg": "AvgPooler", "max": "MaxPooler", "maxabs": "MaxAbsPooler"}
-GRID_Y_MAX = 65535
-
-
-def _imgs_per_thread(numImages):
-    """The common 2012 choice: 4 cases per thread when numImages % 128 == 0, 2 when % 64."""
-    return 4 if numImages % 128 == 0 else 2 if numImages % 64 == 0 else 1
-
-
-def _grid_check(fn, lc):
-    if lc.grid[1] > GRID_Y_MAX:
-        raise ValueError("%s: the kernel's grid needs %d rows of blocks, more than %d" % (fn, lc.grid[1], GRID_Y_MAX))
-    return lc
 
 
 # ==========================================================================================
@@ -56,12 +44,12 @@ def select_pool(pooler, numFilters, numImages, subsX, strideX, outputsX):
         bx = 8
         ccb = numImages % (bx * imgs) != 0
         grid = (DIVUP(outputsX, 4) * DIVUP(numImages, bx * imgs), DIVUP(outputsX, 4) * numFilters // fpt)
-        return _grid_check("convLocalPool", Launch(FILE, "kLocalPool2", (agg, bx, imgs, fpt, ccb), grid, (bx, 16, 1)))
+        return check_grid("convLocalPool", Launch(FILE, "kLocalPool2", (agg, bx, imgs, fpt, ccb), grid, (bx, 16, 1)))
     fpt = 2 if numFilters % 8 == 0 else 1
-    imgs = _imgs_per_thread(numImages)
+    imgs = imgs_per_thread_128(numImages)
     ccb = numImages % (32 * imgs) != 0
     grid = (DIVUP(numImages, 32 * imgs) * outputsX, DIVUP(numFilters, 4 * fpt) * outputsX)
-    return _grid_check("convLocalPool", Launch(FILE, "kLocalPool", (agg, 4, 32, imgs, fpt, ccb), grid, (32, 4, 1)))
+    return check_grid("convLocalPool", Launch(FILE, "kLocalPool", (agg, 4, 32, imgs, fpt, ccb), grid, (32, 4, 1)))
 
 
 def _need16(fn, numFilters):
@@ -76,10 +64,10 @@ def _add(scaleTargets, scaleOutput):
 def select_max_undo(numFilters, numImages, imgSize, scaleTargets, scaleOutput):
     """convLocalMaxUndo: kLocalMaxUndo, 4x32 threads, 2 filters per thread."""
     _need16("convLocalMaxUndo", numFilters)
-    imgs = _imgs_per_thread(numImages)
+    imgs = imgs_per_thread_128(numImages)
     ccb = numImages % (32 * imgs) != 0
     grid = (DIVUP(numImages, 32 * imgs) * imgSize, (numFilters // (4 * 2)) * imgSize)
-    return _grid_check("convLocalMaxUndo", Launch(FILE, "kLocalMaxUndo",
+    return check_grid("convLocalMaxUndo", Launch(FILE, "kLocalMaxUndo",
                                                   (4, 32, imgs, 2, _add(scaleTargets, scaleOutput), ccb), grid,
                                                   (32, 4, 1)))
 
@@ -87,10 +75,10 @@ def select_max_undo(numFilters, numImages, imgSize, scaleTargets, scaleOutput):
 def select_avg_undo(numFilters, numImages, imgSize, scaleTargets, scaleOutput):
     """convLocalAvgUndo: kLocalAvgUndo, 4x32 threads, 4 filters per thread."""
     _need16("convLocalAvgUndo", numFilters)
-    imgs = _imgs_per_thread(numImages)
+    imgs = imgs_per_thread_128(numImages)
     ccb = numImages % (32 * imgs) != 0
     grid = (DIVUP(numImages, 32 * imgs) * imgSize, (numFilters // (4 * 4)) * imgSize)
-    return _grid_check("convLocalAvgUndo", Launch(FILE, "kLocalAvgUndo",
+    return check_grid("convLocalAvgUndo", Launch(FILE, "kLocalAvgUndo",
                                                   (4, 32, imgs, 4, _add(scaleTargets, scaleOutput), ccb), grid,
                                                   (32, 4, 1)))
 
@@ -104,12 +92,12 @@ def select_cnorm(numFilters, numImages, imgSize, sizeX):
     if sizeX >= 6 and numFilters % 4 == 0:
         ccb = numImages % (8 * 8) != 0
         grid = (DIVUP(imgSize, 4) * DIVUP(numImages, 8 * 8), DIVUP(imgSize, 4) * numFilters // 4)
-        return _grid_check(fn, Launch(FILE, "kCNorm2", (8, 8, 4, ccb), grid, (8, 16, 1)))
+        return check_grid(fn, Launch(FILE, "kCNorm2", (8, 8, 4, ccb), grid, (8, 16, 1)))
     ccb = numImages % 128 != 0
     if numFilters <= 8:
-        return _grid_check(fn, Launch(FILE, "kCNorm_fewfilter", (1, numFilters, ccb),
+        return check_grid(fn, Launch(FILE, "kCNorm_fewfilter", (1, numFilters, ccb),
                                       (DIVUP(numImages, 128) * imgSize, imgSize), (128, 1, 1)))
-    return _grid_check(fn, Launch(FILE, "kCNorm_manyfilter", (4, 32, 4, 2, ccb),
+    return check_grid(fn, Launch(FILE, "kCNorm_manyfilter", (4, 32, 4, 2, ccb),
                                   (DIVUP(numImages, 32 * 4) * imgSize, (numFilters // (4 * 2)) * imgSize), (32, 4, 1)))
 
 
@@ -134,11 +122,11 @@ def select_rnorm_undo(numFilters, numImages, imgSize, sizeX, scaleTargets, scale
         bx = 16
         ccb = numImages % (bx * imgs) != 0
         grid = (DIVUP(imgSize, 4) * DIVUP(numImages, bx * imgs), DIVUP(imgSize, 4) * numFilters // 4)
-        return [prelims, _grid_check(fn, Launch(FILE, "kRNormUndo2", (bx, imgs, 4, add, ccb), grid, (bx, 16, 1)))]
+        return [prelims, check_grid(fn, Launch(FILE, "kRNormUndo2", (bx, imgs, 4, add, ccb), grid, (bx, 16, 1)))]
     imgs = 2 if numImages % 64 == 0 else 1
     ccb = numImages % (32 * imgs) != 0
     grid = (DIVUP(numImages, 32 * imgs) * imgSize, (numFilters // (4 * 2)) * imgSize)
-    return [prelims, _grid_check(fn, Launch(FILE, "kRNormUndo", (4, 32, imgs, 2, add, ccb), grid, (32, 4, 1)))]
+    return [prelims, check_grid(fn, Launch(FILE, "kRNormUndo", (4, 32, imgs, 2, add, ccb), grid, (32, 4, 1)))]
 
 
 def select_cross_map_norm(numFilters, numImages, imgSize, sizeF, blocked):
@@ -149,7 +137,7 @@ def select_cross_map_norm(numFilters, numImages, imgSize, sizeF, blocked):
         raise ValueError("%s: sizeF (%d) must be in [1, numFilters = %d]" % (fn, sizeF, numFilters))
     ccb = numImages % 128 != 0
     grid = (DIVUP(numImages, 32 * 4) * imgSize, (numFilters // 4) * imgSize)
-    return _grid_check(fn, Launch(FILE, "kFCNorm", (4, 32, 4, ccb, bool(blocked)), grid, (32, 4, 1)))
+    return check_grid(fn, Launch(FILE, "kFCNorm", (4, 32, 4, ccb, bool(blocked)), grid, (32, 4, 1)))
 
 
 def select_cross_map_undo(numFilters, numImages, imgSize, sizeF, blocked, scaleTargets, scaleOutput):
@@ -161,7 +149,7 @@ def select_cross_map_undo(numFilters, numImages, imgSize, sizeF, blocked, scaleT
     ccb = numImages % 128 != 0
     grid = (DIVUP(numImages, 32 * 4) * imgSize, (numFilters // 4) * imgSize)
     return [select_rnorm_prelims(numFilters * imgSize * imgSize * numImages),
-            _grid_check(fn, Launch(FILE, "kFRNormUndo", (4, 32, 4, _add(scaleTargets, scaleOutput), ccb,
+            check_grid(fn, Launch(FILE, "kFRNormUndo", (4, 32, 4, _add(scaleTargets, scaleOutput), ccb,
                                                          bool(blocked)), grid, (32, 4, 1)))]
 
 
@@ -176,14 +164,14 @@ def select_tica(grad, numFilters, numImages, imgSize, sizeX):
     ccb = numImages % 128 != 0
     grid = (DIVUP(numImages, 32 * 4) * imgSize, (numFilters // (4 * 2)) * imgSize)
     name = "kTICAGrad_manyfilter" if grad else "kTICA_manyfilter"
-    return _grid_check(fn, Launch(FILE, name, (4, 32, 4, 2, ccb), grid, (32, 4, 1)))
+    return check_grid(fn, Launch(FILE, name, (4, 32, 4, 2, ccb), grid, (32, 4, 1)))
 
 
 def select_blur(radius, numChannels, numImages, imgSize):
     """convGaussianBlur: kGaussianBlur<4, 32, radius>, radius 1..4."""
     if not 1 <= radius <= 4:
         raise ValueError("convGaussianBlur: filter radius must be 1..4, got %d" % radius)
-    return _grid_check("convGaussianBlur", Launch(FILE, "kGaussianBlur", (4, 32, radius),
+    return check_grid("convGaussianBlur", Launch(FILE, "kGaussianBlur", (4, 32, radius),
                                                   (DIVUP(numImages, 32), DIVUP(numChannels * imgSize, 4)),
                                                   (32, 4, 1)))
 
@@ -191,47 +179,47 @@ def select_blur(radius, numChannels, numImages, imgSize):
 def select_bed_of_nails(numChannels, numImages, outputsX):
     """_convBedOfNails: kBedOfNails<4, 32, imgs, chans>, 2 channels per thread when
     numChannels % 8 == 0."""
-    imgs = _imgs_per_thread(numImages)
+    imgs = imgs_per_thread_128(numImages)
     ccb = numImages % (32 * imgs) != 0
     chans = 2 if numChannels % 8 == 0 else 1
     grid = (DIVUP(numImages, 32 * imgs) * outputsX, DIVUP(numChannels, 4 * chans) * outputsX)
-    return _grid_check("convBedOfNails", Launch(FILE, "kBedOfNails", (4, 32, imgs, chans, ccb), grid, (32, 4, 1)))
+    return check_grid("convBedOfNails", Launch(FILE, "kBedOfNails", (4, 32, imgs, chans, ccb), grid, (32, 4, 1)))
 
 
 def select_resize(numChannels, numImages, tgtSize):
     """convResizeBilinear: kResizeBilinear<imgs>, 16x32 threads, one 4x4 chunk per block."""
-    imgs = _imgs_per_thread(numImages)
+    imgs = imgs_per_thread_128(numImages)
     ccb = numImages % (32 * imgs) != 0
     chunks = DIVUP(tgtSize, 4) ** 2
-    return _grid_check("convResizeBilinear", Launch(FILE, "kResizeBilinear", (imgs, ccb),
+    return check_grid("convResizeBilinear", Launch(FILE, "kResizeBilinear", (imgs, ccb),
                                                     (DIVUP(numImages, imgs * 32), numChannels * chunks), (32, 16, 1)))
 
 
 def select_color(kind, numImages, imgPixels, center=False):
     """convRGBToYUV / convRGBToLAB: kRGBToYUV<imgs> / kRGBToLAB<imgs, center>, 4x32 threads."""
-    imgs = _imgs_per_thread(numImages)
+    imgs = imgs_per_thread_128(numImages)
     ccb = numImages % (32 * imgs) != 0
     grid = (DIVUP(numImages, imgs * 32), DIVUP(imgPixels, 4))
     if kind == "yuv":
-        return _grid_check("convRGBToYUV", Launch(FILE, "kRGBToYUV", (imgs, ccb), grid, (32, 4, 1)))
-    return _grid_check("convRGBToLAB", Launch(FILE, "kRGBToLAB", (imgs, ccb, bool(center)), grid, (32, 4, 1)))
+        return check_grid("convRGBToYUV", Launch(FILE, "kRGBToYUV", (imgs, ccb), grid, (32, 4, 1)))
+    return check_grid("convRGBToLAB", Launch(FILE, "kRGBToLAB", (imgs, ccb, bool(center)), grid, (32, 4, 1)))
 
 
 def select_crop(numChannels, numImages, tgtSize):
     """convCrop: kCrop<imgs>, 4x32 threads, 4 target pixels per block."""
-    imgs = _imgs_per_thread(numImages)
+    imgs = imgs_per_thread_128(numImages)
     ccb = numImages % (32 * imgs) != 0
     grid = (DIVUP(numImages, 32 * imgs), numChannels * DIVUP(tgtSize * tgtSize, 4))
-    return _grid_check("convCrop", Launch(FILE, "kCrop", (imgs, ccb), grid, (32, 4, 1)))
+    return check_grid("convCrop", Launch(FILE, "kCrop", (imgs, ccb), grid, (32, 4, 1)))
 
 
 def select_reflect(numChannels, numImages, imgSize):
     """convReflectHorizontal (not 2012): kReflectH<imgs>, in the manner of kCrop."""
-    imgs = _imgs_per_thread(numImages)
+    imgs = imgs_per_thread_128(numImages)
     ccb = numImages % (32 * imgs) != 0
     pairs = imgSize * DIVUP(imgSize, 2)
     grid = (DIVUP(numImages, 32 * imgs), numChannels * DIVUP(pairs, 4))
-    return _grid_check("convReflectHorizontal", Launch(FILE, "kReflectH", (imgs, ccb), grid, (32, 4, 1)))
+    return check_grid("convReflectHorizontal", Launch(FILE, "kReflectH", (imgs, ccb), grid, (32, 4, 1)))
 
 
 # Inputs that reach every branch of every selector (numImages 128/64/32/100 give
@@ -334,7 +322,7 @@ def convLocalPool(images, target, numFilters, subsX, startX, strideX, outputsX, 
     pooler:   'max', 'avg' or 'maxabs'
     """
     fn = "convLocalPool"
-    check(fn, "images", images)
+    check_gpu_matrix(fn, "images", images)
     imgSize = _img_size(fn, "images", images, numFilters)
     if subsX < 1 or strideX < 1 or outputsX < 1:
         raise ValueError("%s: subsX (%d), strideX (%d) and outputsX (%d) must be positive"
@@ -342,7 +330,7 @@ def convLocalPool(images, target, numFilters, subsX, startX, strideX, outputsX, 
     if pooler not in POOLERS:
         raise ValueError("%s: pooler must be 'max', 'avg' or 'maxabs', got %r" % (fn, pooler))
     N = images.shape[1]
-    check(fn, "target", target, numFilters * outputsX * outputsX, N)
+    check_gpu_matrix(fn, "target", target, numFilters * outputsX * outputsX, N)
     if N == 0:
         return
     lc = select_pool(pooler, numFilters, N, subsX, strideX, outputsX)
@@ -366,14 +354,14 @@ def convLocalMaxUndo(images, maxGrads, maxActs, target, subsX, startX, strideX, 
     (numFilters * outputsX^2, numImages). target = scaleTargets*target + scaleOutput*grad."""
     fn = "convLocalMaxUndo"
     for name, a in (("images", images), ("maxGrads", maxGrads), ("maxActs", maxActs)):
-        check(fn, name, a)
+        check_gpu_matrix(fn, name, a)
     _undo_check(fn, outputsX, subsX, strideX)
     N = images.shape[1]
     numFilters = _exact_div(fn, "maxGrads rows by outputsX^2", maxGrads.shape[0], outputsX * outputsX)
     imgSize = _img_size(fn, "images", images, numFilters)
-    check(fn, "maxGrads", maxGrads, cols=N)
-    check(fn, "maxActs", maxActs, maxGrads.shape[0], N)
-    check(fn, "target", target, images.shape[0], N)
+    check_gpu_matrix(fn, "maxGrads", maxGrads, cols=N)
+    check_gpu_matrix(fn, "maxActs", maxActs, maxGrads.shape[0], N)
+    check_gpu_matrix(fn, "target", target, images.shape[0], N)
     if N == 0:
         return
     lc = select_max_undo(numFilters, N, imgSize, scaleTargets, scaleOutput)
@@ -386,13 +374,13 @@ def convLocalAvgUndo(avgGrads, target, subsX, startX, strideX, outputsX, imgSize
     """Gradient of average pooling. avgGrads (numFilters * outputsX^2, numImages); target
     (numFilters * imgSize^2, numImages)."""
     fn = "convLocalAvgUndo"
-    check(fn, "avgGrads", avgGrads)
+    check_gpu_matrix(fn, "avgGrads", avgGrads)
     _undo_check(fn, outputsX, subsX, strideX)
     if imgSize < 1:
         raise ValueError("%s: imgSize must be positive" % fn)
     N = avgGrads.shape[1]
     numFilters = _exact_div(fn, "avgGrads rows by outputsX^2", avgGrads.shape[0], outputsX * outputsX)
-    check(fn, "target", target, numFilters * imgSize * imgSize, N)
+    check_gpu_matrix(fn, "target", target, numFilters * imgSize * imgSize, N)
     if N == 0:
         return
     lc = select_avg_undo(numFilters, N, imgSize, scaleTargets, scaleOutput)
@@ -405,11 +393,11 @@ def convLocalAvgUndo(avgGrads, target, subsX, startX, strideX, outputsX, imgSize
 # ==========================================================================================
 def _norm_check(fn, numFilters, sizeX, named):
     for name, a in named:
-        check(fn, name, a)
+        check_gpu_matrix(fn, name, a)
     first = named[0][1]
     imgSize = _img_size(fn, named[0][0], first, numFilters)
     for name, a in named[1:]:
-        check(fn, name, a, first.shape[0], first.shape[1])
+        check_gpu_matrix(fn, name, a, first.shape[0], first.shape[1])
     if sizeX < 1:
         raise ValueError("%s: size must be positive, got %d" % (fn, sizeX))
     return imgSize
@@ -539,15 +527,15 @@ def convGaussianBlur(images, filter, target, horiz, numChannels, scaleTargets, s
     """1-D blur along rows (horiz) or columns, zero outside the image; target may be
     images. filter (1, 2*radius + 1), radius 1..4."""
     fn = "convGaussianBlur"
-    check(fn, "images", images)
-    check(fn, "filter", filter, rows=1)
+    check_gpu_matrix(fn, "images", images)
+    check_gpu_matrix(fn, "filter", filter, rows=1)
     imgSize = _img_size(fn, "images", images, numChannels)
     radius = filter.shape[1] // 2
     if not 1 <= radius <= 4:
         raise ValueError("%s: filter radius must be 1..4, got width %d" % (fn, filter.shape[1]))
     if imgSize < 2 * radius + 1:
         raise ValueError("%s: imgSize (%d) must be at least the filter width (%d)" % (fn, imgSize, 2 * radius + 1))
-    check(fn, "target", target, images.shape[0], images.shape[1])
+    check_gpu_matrix(fn, "target", target, images.shape[0], images.shape[1])
     N = images.shape[1]
     if N == 0:
         return
@@ -572,11 +560,11 @@ def convBedOfNails(images, target, numChannels, imgSize, startX, strideX, scaleT
     """Keep every strideX-th pixel from startX both ways. images (numChannels * imgSize^2,
     numImages); target (numChannels * outputsX^2, numImages), outputsX = ceil(imgSize/strideX)."""
     fn = "convBedOfNails"
-    check(fn, "images", images)
+    check_gpu_matrix(fn, "images", images)
     outputsX = _nails_geometry(fn, numChannels, imgSize, startX, strideX)
     N = images.shape[1]
-    check(fn, "images", images, numChannels * imgSize * imgSize)
-    check(fn, "target", target, numChannels * outputsX * outputsX, N)
+    check_gpu_matrix(fn, "images", images, numChannels * imgSize * imgSize)
+    check_gpu_matrix(fn, "target", target, numChannels * outputsX * outputsX, N)
     if N == 0:
         return
     lc = select_bed_of_nails(numChannels, N, outputsX)
@@ -593,11 +581,11 @@ def convBedOfNailsUndo(actsGrad, target, numChannels, imgSize, startX, strideX, 
     or scaled by scaleTargets first, then the kernel scatters with scaleTargets 0 or 1."""
     from .nvmatrix import apply_unary
     fn = "convBedOfNailsUndo"
-    check(fn, "actsGrad", actsGrad)
+    check_gpu_matrix(fn, "actsGrad", actsGrad)
     outputsX = _nails_geometry(fn, numChannels, imgSize, startX, strideX)
     N = actsGrad.shape[1]
-    check(fn, "actsGrad", actsGrad, numChannels * outputsX * outputsX)
-    check(fn, "target", target, numChannels * imgSize * imgSize, N)
+    check_gpu_matrix(fn, "actsGrad", actsGrad, numChannels * outputsX * outputsX)
+    check_gpu_matrix(fn, "target", target, numChannels * imgSize * imgSize, N)
     if N == 0:
         return
     if scaleTargets == 0:
@@ -613,12 +601,12 @@ def convResizeBilinear(images, target, imgSize, tgtSize, scale):
     """Bilinear resize of square images, centred: target pixel p samples the source at
     clamp(p*scale + centerScale, 0, imgSize - 1.01), centerScale = imgSize/2 - tgtSize/2*scale."""
     fn = "convResizeBilinear"
-    check(fn, "images", images)
+    check_gpu_matrix(fn, "images", images)
     if imgSize < 2 or tgtSize < 1:
         raise ValueError("%s: imgSize must be >= 2 and tgtSize >= 1" % fn)
     numChannels = _exact_div(fn, "images rows by imgSize^2", images.shape[0], imgSize * imgSize)
     N = images.shape[1]
-    check(fn, "target", target, numChannels * tgtSize * tgtSize, N)
+    check_gpu_matrix(fn, "target", target, numChannels * tgtSize * tgtSize, N)
     if N == 0:
         return
     # the host works in double and hands the kernel floats
@@ -628,9 +616,9 @@ def convResizeBilinear(images, target, imgSize, tgtSize, scale):
 
 
 def _rgb(fn, images, target):
-    check(fn, "images", images)
+    check_gpu_matrix(fn, "images", images)
     imgPixels = _exact_div(fn, "images rows by 3", images.shape[0], 3)
-    check(fn, "target", target, images.shape[0], images.shape[1])
+    check_gpu_matrix(fn, "target", target, images.shape[0], images.shape[1])
     return imgPixels
 
 
@@ -659,7 +647,7 @@ def convRGBToLAB(images, target, center):
 def convCrop(imgs, target, imgSize, tgtSize, startY, startX):
     """A tgtSize x tgtSize window at (startY, startX) of every channel."""
     fn = "convCrop"
-    check(fn, "imgs", imgs)
+    check_gpu_matrix(fn, "imgs", imgs)
     if imgSize < 1 or tgtSize < 1:
         raise ValueError("%s: imgSize and tgtSize must be positive" % fn)
     numChannels = _exact_div(fn, "imgs rows by imgSize^2", imgs.shape[0], imgSize * imgSize)
@@ -667,7 +655,7 @@ def convCrop(imgs, target, imgSize, tgtSize, startY, startX):
         raise ValueError("%s: %dx%d crop at (%d, %d) does not fit a %dx%d image"
                          % (fn, tgtSize, tgtSize, startY, startX, imgSize, imgSize))
     N = imgs.shape[1]
-    check(fn, "target", target, numChannels * tgtSize * tgtSize, N)
+    check_gpu_matrix(fn, "target", target, numChannels * tgtSize * tgtSize, N)
     if N == 0:
         return
     lc = select_crop(numChannels, N, tgtSize)
@@ -678,11 +666,11 @@ def convReflectHorizontal(images, target, imgSize, scaleTargets=0.0, scaleOutput
     """Mirror every image left-right (CHM's href layer); target may be images.
     target = scaleTargets*target + scaleOutput*flip(images)."""
     fn = "convReflectHorizontal"
-    check(fn, "images", images)
+    check_gpu_matrix(fn, "images", images)
     if imgSize < 1:
         raise ValueError("%s: imgSize must be positive" % fn)
     numChannels = _exact_div(fn, "images rows by imgSize^2", images.shape[0], imgSize * imgSize)
-    check(fn, "target", target, images.shape[0], images.shape[1])
+    check_gpu_matrix(fn, "target", target, images.shape[0], images.shape[1])
     N = images.shape[1]
     if N == 0:
         return

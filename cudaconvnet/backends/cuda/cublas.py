@@ -1,7 +1,9 @@
-"""A small ctypes binding to cuBLAS: the one routine the backend needs, sgemm.
+"""A small ctypes binding to cuBLAS: the two routines the backend needs, sgemm and its
+strided-batched form.
 
-Stands for the cublasSgemm calls of nvmatrix/nvmatrix.cu (NVMatrix::rightMult and
-addProduct), which the fully-connected layers' products go through.
+sgemm stands for the cublasSgemm calls of nvmatrix/nvmatrix.cu (NVMatrix::rightMult and
+addProduct), which the fully-connected layers' products go through; the strided-batched
+form serves the "gemm" conv kernels (conv_gemm.py: one product per group or partial sum).
 
 Why ctypes and not a package: the backend needs one function; scikit-cuda (the usual
 PyCUDA companion) is unmaintained and breaks on current NumPy/CUDA; CuPy or nvmath-python
@@ -90,6 +92,7 @@ def _load():
             lib = ctypes.CDLL(name)
             lib.cublasCreate_v2
             lib.cublasSgemm_v2
+            lib.cublasSgemmStridedBatched
         except (OSError, AttributeError) as e:
             errors.append("%s: %s" % (name, e))
             continue
@@ -102,6 +105,12 @@ def _load():
                                        ctypes.c_void_p, ctypes.c_int, ctypes.POINTER(ctypes.c_float),
                                        ctypes.c_void_p, ctypes.c_int]
         lib.cublasSgemm_v2.restype = ctypes.c_int
+        ll = ctypes.c_longlong
+        lib.cublasSgemmStridedBatched.argtypes = [
+            ctypes.c_void_p, ctypes.c_int, ctypes.c_int, ctypes.c_int, ctypes.c_int, ctypes.c_int,
+            ctypes.POINTER(ctypes.c_float), ctypes.c_void_p, ctypes.c_int, ll, ctypes.c_void_p, ctypes.c_int, ll,
+            ctypes.POINTER(ctypes.c_float), ctypes.c_void_p, ctypes.c_int, ll, ctypes.c_int]
+        lib.cublasSgemmStridedBatched.restype = ctypes.c_int
         if hasattr(lib, "cublasSetMathMode"):
             lib.cublasSetMathMode.argtypes = [ctypes.c_void_p, ctypes.c_int]
             lib.cublasSetMathMode.restype = ctypes.c_int
@@ -160,3 +169,14 @@ def sgemm(transa, transb, m, n, k, alpha, A, lda, B, ldb, beta, C, ldc):
                                  ctypes.c_void_p(A), lda, ctypes.c_void_p(B), ldb,
                                  ctypes.byref(ctypes.c_float(beta)), ctypes.c_void_p(C), ldc)
     _check(status, "cublasSgemm")
+
+
+def sgemm_strided_batched(transa, transb, m, n, k, alpha, A, lda, strideA, B, ldb, strideB, beta, C, ldc, strideC,
+                          batch):
+    """`batch` column-major products C_b = alpha * op(A_b) op(B_b) + beta * C_b, where
+    X_b = X + b * strideX (strides in floats), in one call on the default stream."""
+    status = _lib.cublasSgemmStridedBatched(handle(), transa, transb, m, n, k, ctypes.byref(ctypes.c_float(alpha)),
+                                            ctypes.c_void_p(A), lda, strideA, ctypes.c_void_p(B), ldb, strideB,
+                                            ctypes.byref(ctypes.c_float(beta)), ctypes.c_void_p(C), ldc, strideC,
+                                            batch)
+    _check(status, "cublasSgemmStridedBatched")

@@ -19,17 +19,13 @@ from collections import namedtuple
 import numpy as np
 
 from ..numpy.filter_acts import check_geometry, exact_div, square_side
+from . import conv_gemm
+from .nvmatrix import DIVUP, check_gpu_matrix, check_grid, imgs_per_thread_128
 
 # the operations (select_filter_acts and INSTANTIATIONS are module attributes)
 __all__ = ["convFilterActs", "localFilterActs"]
 
 SRC = "cudaconv2/filter_acts.cu"
-
-# CUDA's limit on gridDim.y (and z); the 2012 grids put modules or pixels there
-MAX_GRID_Y = 65535
-# every kernel indexes with 32-bit ints
-MAX_ELEMENTS = 2 ** 31 - 1
-
 
 class Launch(namedtuple("Launch", "file name args grid block")):
     """One kernel launch as the 2012 host code makes it: the cuda_src file, the kernel's
@@ -41,27 +37,10 @@ class Launch(namedtuple("Launch", "file name args grid block")):
         return (self.file, self.name, self.args)
 
 
-def DIVUP(a, b):
-    return (a + b - 1) // b
-
-
-def imgs_per_thread_128(numImages, big=4, mid=2, small=1):
-    """The 2012 choice by minibatch size: `big` when numImages % 128 == 0, `mid` when
-    % 64 == 0, else `small`."""
-    return big if numImages % 128 == 0 else mid if numImages % 64 == 0 else small
-
-
 def require(cond, fn, message):
     """A 2012 host-code assert, as a ValueError naming the function."""
     if not cond:
         raise ValueError("%s: %s" % (fn, message))
-
-
-def check_grid(fn, launch):
-    gx, gy = launch.grid
-    require(gy <= MAX_GRID_Y, fn, "the 2012 grid for this shape has %d blocks in y, more than CUDA's "
-            "%d (too many modules x filters, or image pixels, for the 2012 kernel)" % (gy, MAX_GRID_Y))
-    return launch
 
 
 def sweep(selector, cases):
@@ -132,33 +111,7 @@ INSTANTIATIONS = _instantiations()
 
 
 # ----------------------------------------------------------------------------------------
-# GPU matrices and launching (shared by img_acts, weight_acts and sparse_acts)
-
-def check_gpu_matrix(fn, name, a, rows=None, cols=None, contiguous=True):
-    """Raise ValueError unless `a` is a 2-D float32 GPU matrix of that shape whose rows are
-    contiguous (and, with `contiguous`, packed one after the other); return its row
-    stride in elements."""
-    shape = getattr(a, "shape", None)
-    if shape is None or not hasattr(a, "gpudata") or len(shape) != 2:
-        raise ValueError("%s: %s must be a 2-D pycuda GPUArray, got %r" % (fn, name, type(a).__name__))
-    if np.dtype(a.dtype) != np.float32:
-        raise ValueError("%s: %s must be float32, got %s" % (fn, name, a.dtype))
-    if rows is not None and shape[0] != rows:
-        raise ValueError("%s: %s has %d rows, expected %d" % (fn, name, shape[0], rows))
-    if cols is not None and shape[1] != cols:
-        raise ValueError("%s: %s has %d columns, expected %d" % (fn, name, shape[1], cols))
-    r, c = shape
-    s0, s1 = a.strides
-    if r > 1 or c > 1:
-        if c > 1 and s1 != 4 or s0 % 4 or (r > 1 and s0 < 4 * c):
-            raise ValueError("%s: %s must have contiguous rows (strides %s)" % (fn, name, a.strides))
-        if contiguous and r > 1 and s0 != 4 * c:
-            raise ValueError("%s: %s must be C-contiguous (strides %s)" % (fn, name, a.strides))
-    stride = s0 // 4 if r > 1 else c
-    if r * max(stride, c) > MAX_ELEMENTS:
-        raise ValueError("%s: %s has more than 2^31 elements (the kernels index with int)" % (fn, name))
-    return stride
-
+# launching (shared by img_acts, weight_acts and sparse_acts)
 
 def ptr(a):
     """The device address of a GPUArray (views included) as a kernel argument."""
@@ -210,6 +163,10 @@ def _filter_acts(fn, images, filters, targets, imgSizeY, numModulesY, numModules
     filterSize = square_side(fn, "filterPixels", filterPixels)
     check_geometry(fn, imgSizeY, imgSizeX, numModulesY, numModulesX, filterSize, paddingStart, moduleStride)
     check_gpu_matrix(fn, "targets", targets, numFilters * numModules, numImages)
+    if conv and conv_gemm.active():
+        g = conv_gemm.Geometry(fn, numImages, numImgColors, imgSizeY, imgSizeX, numModulesY, numModulesX,
+                               filterSize, paddingStart, moduleStride, numFilters, numGroups)
+        return conv_gemm.filterActs(g, images, filters, targets, scaleTargets, scaleOutput)
     launch = select_filter_acts(numImages, numFilters, numImgColors, numGroups, numModules, scaleTargets)
     if numImages == 0:
         return

@@ -14,8 +14,9 @@ hidActs, filters and targets must all be C-contiguous (as in 2012).
 import numpy as np
 
 from ..numpy.filter_acts import check_geometry, exact_div, square_side
-from .filter_acts import (DIVUP, Launch, check_gpu_matrix, check_grid, imgs_per_thread_128, ptr,
-                          require, run, sweep)
+from . import conv_gemm
+from .filter_acts import Launch, ptr, require, run, sweep
+from .nvmatrix import DIVUP, check_gpu_matrix, check_grid, imgs_per_thread_128
 
 # the operations (select_img_acts and INSTANTIATIONS are module attributes)
 __all__ = ["convImgActs", "localImgActs"]
@@ -106,6 +107,10 @@ def _img_acts(fn, hidActs, filters, targets, imgSizeY, imgSizeX, numModulesY, pa
     filterSize = square_side(fn, "filterPixels", filterPixels)
     check_geometry(fn, imgSizeY, imgSizeX, numModulesY, numModulesX, filterSize, paddingStart, moduleStride)
     check_gpu_matrix(fn, "targets", targets, numImgColors * imgSizeY * imgSizeX, numImages)
+    if conv and conv_gemm.active():
+        g = conv_gemm.Geometry(fn, numImages, numImgColors, imgSizeY, imgSizeX, numModulesY, numModulesX,
+                               filterSize, paddingStart, moduleStride, numFilters, numGroups)
+        return conv_gemm.imgActs(g, hidActs, filters, targets, scaleTargets, scaleOutput)
     launch = select_img_acts(numImages, numFilters, numImgColors, numGroups, imgSizeY, imgSizeX,
                              scaleTargets, conv)
     if numImages == 0:

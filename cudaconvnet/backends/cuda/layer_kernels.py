@@ -10,7 +10,7 @@ label distributions (numOut, numCases). The selectors (select_*) are pure Python
 """
 import numpy as np
 
-from .nvmatrix import DIVUP, Launch, apply_binary, apply_ternary, check, launch, max_cols, ptr, to_host
+from .nvmatrix import DIVUP, Launch, apply_binary, apply_ternary, check_gpu_matrix, launch, max_cols, ptr, to_host
 
 f32 = np.float32
 FILE = "layer_kernels.cu"
@@ -87,7 +87,7 @@ def _run(lc, *args):
 # helpers
 # ==========================================================================================
 def _labels_int(fn, labels, numCases, numOut):
-    check(fn, "labels", labels)
+    check_gpu_matrix(fn, "labels", labels)
     if labels.size != numCases:
         raise ValueError("%s: labels has %d elements, expected numCases = %d" % (fn, labels.size, numCases))
     if CHECK_LABELS and numCases:
@@ -99,11 +99,11 @@ def _labels_int(fn, labels, numCases, numOut):
 
 def _outs(fn, numCases, named):
     for name, a in named:
-        check(fn, name, a, 1, numCases)
+        check_gpu_matrix(fn, name, a, 1, numCases)
 
 
 def _target(fn, target, like):
-    check(fn, "target", target, like.shape[0], like.shape[1])
+    check_gpu_matrix(fn, "target", target, like.shape[0], like.shape[1])
 
 
 # ==========================================================================================
@@ -113,7 +113,7 @@ def computeLogregCost(labels, probs, labelLogProbs_out, correctProbs_out):
     """labelLogProbs_out = log probs[label]; correctProbs_out = 1 / (number of outputs at
     the column maximum) where the label's probability is the maximum, else 0."""
     fn = "computeLogregCost"
-    check(fn, "probs", probs)
+    check_gpu_matrix(fn, "probs", probs)
     numOut, numCases = probs.shape
     _labels_int(fn, labels, numCases, numOut)
     _outs(fn, numCases, (("labelLogProbs_out", labelLogProbs_out), ("correctProbs_out", correctProbs_out)))
@@ -129,8 +129,8 @@ def computeMultiSoftmaxCost(labels, probs, energies, labelLogProbs_out, correctP
     """CHM's logreg cost with a top-setSize score; outputs ranked by energies if
     useEnergies, else by probs (see the NumPy reference)."""
     fn = "computeMultiSoftmaxCost"
-    check(fn, "probs", probs)
-    check(fn, "energies", energies, probs.shape[0], probs.shape[1])
+    check_gpu_matrix(fn, "probs", probs)
+    check_gpu_matrix(fn, "energies", energies, probs.shape[0], probs.shape[1])
     numOut, numCases = probs.shape
     _labels_int(fn, labels, numCases, numOut)
     _outs(fn, numCases, (("labelLogProbs_out", labelLogProbs_out), ("correctProbs_out", correctProbs_out),
@@ -152,8 +152,8 @@ def computeCrossEntCost(labels, probs, labelLogProbs_out, correctProbs_out):
     """CHM: labelLogProbs_out = sum_i labels[i] * safelog(probs[i]); correctProbs_out as
     the NumPy reference says."""
     fn = "computeCrossEntCost"
-    check(fn, "probs", probs)
-    check(fn, "labels", labels, probs.shape[0], probs.shape[1])
+    check_gpu_matrix(fn, "probs", probs)
+    check_gpu_matrix(fn, "labels", labels, probs.shape[0], probs.shape[1])
     numOut, numCases = probs.shape
     _outs(fn, numCases, (("labelLogProbs_out", labelLogProbs_out), ("correctProbs_out", correctProbs_out)))
     if numCases == 0:
@@ -169,7 +169,7 @@ def computeCrossEntCost(labels, probs, labelLogProbs_out, correctProbs_out):
 def computeLogregGrad(labels, probs, target, add, coeff):
     """target (+)= coeff * (label == row) / probs."""
     fn = "computeLogregGrad"
-    check(fn, "probs", probs)
+    check_gpu_matrix(fn, "probs", probs)
     numOut, numCases = probs.shape
     _labels_int(fn, labels, numCases, numOut)
     _target(fn, target, probs)
@@ -180,7 +180,7 @@ def computeLogregGrad(labels, probs, target, add, coeff):
 def computeLogregSoftmaxGrad(labels, probs, target, add, coeff):
     """target (+)= coeff * ((label == row) - probs)."""
     fn = "computeLogregSoftmaxGrad"
-    check(fn, "probs", probs)
+    check_gpu_matrix(fn, "probs", probs)
     numOut, numCases = probs.shape
     _labels_int(fn, labels, numCases, numOut)
     _target(fn, target, probs)
@@ -191,8 +191,8 @@ def computeLogregSoftmaxGrad(labels, probs, target, add, coeff):
 def computeSoftmaxGrad(acts, actsGrad, target, add):
     """target (+)= acts * (actsGrad - sum_j actsGrad[j] acts[j])."""
     fn = "computeSoftmaxGrad"
-    check(fn, "acts", acts)
-    check(fn, "actsGrad", actsGrad, acts.shape[0], acts.shape[1])
+    check_gpu_matrix(fn, "acts", acts)
+    check_gpu_matrix(fn, "actsGrad", actsGrad, acts.shape[0], acts.shape[1])
     _target(fn, target, acts)
     numOut, numCases = acts.shape
     _run(select_grad("kSoftmaxGrad", add, numOut, numCases), ptr(actsGrad), ptr(acts), ptr(target), numCases,
@@ -202,9 +202,9 @@ def computeSoftmaxGrad(acts, actsGrad, target, add):
 def computeEltwiseMaxGrad(actGrad, input, output, target, add):
     """target (+)= actGrad * (output == input)."""
     fn = "computeEltwiseMaxGrad"
-    check(fn, "actGrad", actGrad)
-    check(fn, "input", input, actGrad.shape[0], actGrad.shape[1])
-    check(fn, "output", output, actGrad.shape[0], actGrad.shape[1])
+    check_gpu_matrix(fn, "actGrad", actGrad)
+    check_gpu_matrix(fn, "input", input, actGrad.shape[0], actGrad.shape[1])
+    check_gpu_matrix(fn, "output", output, actGrad.shape[0], actGrad.shape[1])
     _target(fn, target, actGrad)
     _run(select_eltwise_max_grad(add, actGrad.size), ptr(actGrad), ptr(input), ptr(output), ptr(target),
          actGrad.size)
@@ -213,8 +213,8 @@ def computeEltwiseMaxGrad(actGrad, input, output, target, add):
 def computeCrossEntGrad(labels, probs, target, add, coeff):
     """CHM: target (+)= coeff * labels / probs."""
     fn = "computeCrossEntGrad"
-    check(fn, "probs", probs)
-    check(fn, "labels", labels, probs.shape[0], probs.shape[1])
+    check_gpu_matrix(fn, "probs", probs)
+    check_gpu_matrix(fn, "labels", labels, probs.shape[0], probs.shape[1])
     _target(fn, target, probs)
     numOut, numCases = probs.shape
     _run(select_grad("kCrossEntGrad", add, numOut, numCases), ptr(probs), ptr(labels), ptr(target), numCases,
@@ -224,8 +224,8 @@ def computeCrossEntGrad(labels, probs, target, add, coeff):
 def computeCrossEntSoftmaxGrad(labels, probs, target, add, coeff):
     """CHM: target (+)= coeff * (labels - probs * sum_j labels[j])."""
     fn = "computeCrossEntSoftmaxGrad"
-    check(fn, "probs", probs)
-    check(fn, "labels", labels, probs.shape[0], probs.shape[1])
+    check_gpu_matrix(fn, "probs", probs)
+    check_gpu_matrix(fn, "labels", labels, probs.shape[0], probs.shape[1])
     _target(fn, target, probs)
     numOut, numCases = probs.shape
     _run(select_grad("kCrossEntSoftmaxGrad", add, numOut, numCases), ptr(probs), ptr(labels), ptr(target),
@@ -237,9 +237,9 @@ def computeCrossEntSoftmaxGrad(labels, probs, target, add, coeff):
 # nvmatrix_kernels.cu: kEltwiseBinaryOp, and kEltwiseTernaryOp to accumulate)
 # ==========================================================================================
 def _elementwise_cost(fn, labels, probs, target):
-    check(fn, "probs", probs)
-    check(fn, "labels", labels, probs.shape[0], probs.shape[1])
-    check(fn, "target", target, probs.shape[0], probs.shape[1])
+    check_gpu_matrix(fn, "probs", probs)
+    check_gpu_matrix(fn, "labels", labels, probs.shape[0], probs.shape[1])
+    check_gpu_matrix(fn, "target", target, probs.shape[0], probs.shape[1])
 
 
 def computeCrossEnt2Cost(labels, probs, target):

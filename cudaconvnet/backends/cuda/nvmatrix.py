@@ -20,6 +20,10 @@ import numpy as np
 from . import cublas, loader
 
 f32 = np.float32
+# CUDA's limit on gridDim.y (the 2012 grids put modules or pixels there); every kernel
+# indexes with 32-bit ints
+MAX_GRID_Y = 65535
+MAX_ELEMENTS = 2 ** 31 - 1
 FILE = "nvmatrix/nvmatrix_kernels.cu"
 
 # the operations (those of the NumPy backend's nvmatrix.py); the rest is this backend's plumbing
@@ -290,23 +294,47 @@ def is_contiguous(m):
     return m.size == 0 or ((cols <= 1 or m.strides[1] == 4) and (rows <= 1 or m.strides[0] == 4 * cols))
 
 
-def check(fn, name, a, rows=None, cols=None, contiguous=True):
-    """Raise ValueError unless `a` is a 2-D float32 GPUArray of the given shape whose columns
-    are adjacent (and, with contiguous, whose rows are too)."""
-    ga, _ = _pycuda()
-    if not isinstance(a, ga.GPUArray) or len(a.shape) != 2:
-        raise ValueError("%s: %s must be a 2-D GPUArray (cuda backend), got %s"
-                         % (fn, name, type(a).__name__ if not isinstance(a, ga.GPUArray) else "%d-D" % len(a.shape)))
-    if a.dtype != f32:
+def check_gpu_matrix(fn, name, a, rows=None, cols=None, contiguous=True):
+    """Raise ValueError unless `a` is a 2-D float32 GPU matrix of that shape whose columns
+    are adjacent (and, with `contiguous`, whose rows follow one another: a row slice is, a
+    column slice is not); return its row stride in floats. Every host module of this
+    backend checks its arguments with it."""
+    shape = getattr(a, "shape", None)
+    if shape is None or not hasattr(a, "gpudata") or len(shape) != 2:
+        raise ValueError("%s: %s must be a 2-D pycuda GPUArray, got %s" % (
+            fn, name, "%d-D" % len(shape) if shape is not None and hasattr(a, "gpudata") else type(a).__name__))
+    if np.dtype(a.dtype) != f32:
         raise ValueError("%s: %s must be float32, got %s" % (fn, name, a.dtype))
-    if rows is not None and a.shape[0] != rows:
-        raise ValueError("%s: %s has %d rows, expected %d" % (fn, name, a.shape[0], rows))
-    if cols is not None and a.shape[1] != cols:
-        raise ValueError("%s: %s has %d columns, expected %d" % (fn, name, a.shape[1], cols))
-    if contiguous and not is_contiguous(a):
-        raise ValueError("%s: %s must be contiguous (a row slice is, a column slice is not)" % (fn, name))
-    if not contiguous and a.shape[1] > 1 and a.strides[1] != 4:
-        raise ValueError("%s: %s must have adjacent columns" % (fn, name))
+    if rows is not None and shape[0] != rows:
+        raise ValueError("%s: %s has %d rows, expected %d" % (fn, name, shape[0], rows))
+    if cols is not None and shape[1] != cols:
+        raise ValueError("%s: %s has %d columns, expected %d" % (fn, name, shape[1], cols))
+    r, c = shape
+    s0, s1 = a.strides
+    if r > 1 or c > 1:
+        if c > 1 and s1 != 4 or s0 % 4 or (r > 1 and s0 < 4 * c):
+            raise ValueError("%s: %s must have adjacent columns (strides %s)" % (fn, name, a.strides))
+        if contiguous and r > 1 and s0 != 4 * c:
+            raise ValueError("%s: %s must be C-contiguous (strides %s)" % (fn, name, a.strides))
+    stride = s0 // 4 if r > 1 else c
+    if r * max(stride, c) > MAX_ELEMENTS:
+        raise ValueError("%s: %s has more than 2^31 elements (the kernels index with int)" % (fn, name))
+    return stride
+
+
+def check_grid(fn, launch):
+    """A launch whose grid CUDA can run (at most 65535 blocks in y), else ValueError."""
+    gy = launch.grid[1]
+    if gy > MAX_GRID_Y:
+        raise ValueError("%s: the 2012 grid for this shape has %d blocks in y, more than CUDA's %d (too many "
+                         "modules x filters, or image pixels, for the 2012 kernel)" % (fn, gy, MAX_GRID_Y))
+    return launch
+
+
+def imgs_per_thread_128(numImages, big=4, mid=2, small=1):
+    """The 2012 choice of cases per thread by minibatch size: `big` when numImages % 128
+    == 0, `mid` when % 64 == 0, else `small`."""
+    return big if numImages % 128 == 0 else mid if numImages % 64 == 0 else small
 
 
 def same_shape(fn, names, mats):
@@ -374,15 +402,15 @@ def _copy2d(src, dst):
 def copy(src, dst):
     """dst = src (same shape; rows of either may be strided, e.g. row slices)."""
     fn = "copy"
-    check(fn, "src", src, contiguous=False)
-    check(fn, "dst", dst, src.shape[0], src.shape[1], contiguous=False)
+    check_gpu_matrix(fn, "src", src, contiguous=False)
+    check_gpu_matrix(fn, "dst", dst, src.shape[0], src.shape[1], contiguous=False)
     _copy2d(src, dst)
 
 
 def slice_cols(m, start, end):
     """Columns [start, end) as a new contiguous matrix (a minibatch of cases)."""
     fn = "slice_cols"
-    check(fn, "m", m, contiguous=False)
+    check_gpu_matrix(fn, "m", m, contiguous=False)
     if not 0 <= start <= end <= m.shape[1]:
         raise ValueError("%s: columns [%d, %d) are not inside [0, %d)" % (fn, start, end, m.shape[1]))
     out = empty(m.shape[0], end - start)
@@ -393,7 +421,7 @@ def slice_cols(m, start, end):
 
 def reshape(m, rows, cols):
     """A view of a contiguous matrix with another shape (no copy)."""
-    check("reshape", "m", m)
+    check_gpu_matrix("reshape", "m", m)
     if rows * cols != m.size:
         raise ValueError("reshape: cannot view %s as (%d, %d)" % (m.shape, rows, cols))
     return m.reshape(int(rows), int(cols))
@@ -502,8 +530,8 @@ def max_cols(m):
 def add(target, b, scaleTarget=1.0, scaleB=1.0):
     """target = scaleTarget * target + scaleB * b (2012 NVMatrix::add)."""
     fn = "add"
-    check(fn, "target", target, contiguous=False)
-    check(fn, "b", b, target.shape[0], target.shape[1], contiguous=False)
+    check_gpu_matrix(fn, "target", target, contiguous=False)
+    check_gpu_matrix(fn, "b", b, target.shape[0], target.shape[1], contiguous=False)
     if scaleTarget == 0:
         apply_unary("NVMatrixOps_MultByScalar", b, target, scaleB)
     elif scaleTarget == 1 and scaleB == 1:
@@ -515,8 +543,8 @@ def add(target, b, scaleTarget=1.0, scaleB=1.0):
 def scale(src, alpha, target):
     """target = alpha * src (2012 NVMatrix::scale; by 1 in place is skipped)."""
     fn = "scale"
-    check(fn, "src", src, contiguous=False)
-    check(fn, "target", target, src.shape[0], src.shape[1], contiguous=False)
+    check_gpu_matrix(fn, "src", src, contiguous=False)
+    check_gpu_matrix(fn, "target", target, src.shape[0], src.shape[1], contiguous=False)
     if alpha == 1 and ptr(src) == ptr(target) and src.strides == target.strides:
         return
     apply_unary("NVMatrixOps_MultByScalar", src, target, alpha)
@@ -526,44 +554,61 @@ def addProduct(target, a, b, scaleTarget=0.0, scaleAB=1.0, transA=False, transB=
     """target = scaleTarget * target + scaleAB * op(a) @ op(b), by cuBLAS sgemm (the 2012
     call), or by the kSgemm kernel where libcublas cannot be loaded."""
     fn = "addProduct"
-    check(fn, "a", a, contiguous=False)
-    check(fn, "b", b, contiguous=False)
+    check_gpu_matrix(fn, "a", a, contiguous=False)
+    check_gpu_matrix(fn, "b", b, contiguous=False)
     m, k = (a.shape[1], a.shape[0]) if transA else a.shape
     k2, n = (b.shape[1], b.shape[0]) if transB else b.shape
     if k != k2:
         raise ValueError("%s: op(a) is %dx%d but op(b) is %dx%d" % (fn, m, k, k2, n))
-    check(fn, "target", target, m, n, contiguous=False)
+    check_gpu_matrix(fn, "target", target, m, n, contiguous=False)
     if target.size == 0:
         return
     if k == 0:
         scale(target, scaleTarget, target) if scaleTarget != 0 else apply_unary("NVMatrixOps_Zero", target, target)
         return
-    lda, ldb, ldc = row_stride(a), row_stride(b), row_stride(target)
+    gemm_batched(transA, transB, m, n, k, scaleAB, ptr(a), row_stride(a), 0, ptr(b), row_stride(b), 0,
+                 scaleTarget, ptr(target), row_stride(target), 0, 1)
+
+
+def gemm_batched(transA, transB, m, n, k, alpha, A, lda, strideA, B, ldb, strideB, beta, C, ldc, strideC, batch):
+    """C_b = alpha * op(A_b) @ op(B_b) + beta * C_b for b < batch: row-major (m, n) = (m, k)
+    @ (k, n) products on device addresses A, B, C (ints), rows lda / ldb / ldc floats apart,
+    X_b = X + b * strideX floats. C is not read when beta is 0. One cuBLAS strided-batched
+    sgemm, or one kSgemm launch per product where libcublas cannot be loaded."""
+    if batch <= 0 or m == 0 or n == 0:
+        return
+    if k <= 0:
+        raise ValueError("gemm_batched: k must be positive, got %d" % k)
     _pycuda()
     if cublas.available():
         # row-major C = op(A) op(B) is column-major C^T = op(B)^T op(A)^T
         ta, tb, M, N, K, _, ld1, _, ld2, ldc = cublas.rowmajor_sgemm_args(transA, transB, m, n, k, lda, ldb, ldc)
-        cublas.sgemm(ta, tb, M, N, K, float(scaleAB), ptr(b), ld1, ptr(a), ld2, float(scaleTarget), ptr(target), ldc)
+        if batch == 1:
+            cublas.sgemm(ta, tb, M, N, K, float(alpha), B, ld1, A, ld2, float(beta), C, ldc)
+        else:
+            cublas.sgemm_strided_batched(ta, tb, M, N, K, float(alpha), B, ld1, strideB, A, ld2, strideA, float(beta),
+                                         C, ldc, strideC, batch)
         return
     lc = select_sgemm(transA, transB, m, n)
-    launch(lc, FORMATS[lc.kernel], ptr(a), ptr(b), ptr(target), m, n, k, lda, ldb, ldc, f32(scaleAB),
-           f32(scaleTarget))
+    for b in range(batch):
+        launch(lc, FORMATS[lc.kernel], A + 4 * b * strideA, B + 4 * b * strideB, C + 4 * b * strideC, m, n, k,
+               lda, ldb, ldc, f32(alpha), f32(beta))
 
 
 def addVector(target, vec, scaleVec=1.0):
     """Adds scaleVec times a column vector (rows, 1) or a row vector (1, cols) to every
     column / row (2012 NVMatrix::addVector)."""
     fn = "addVector"
-    check(fn, "target", target, contiguous=False)
-    check(fn, "vec", vec)
+    check_gpu_matrix(fn, "target", target, contiguous=False)
+    check_gpu_matrix(fn, "vec", vec)
     apply_vector("NVMatrixBinaryOps_WeightedAdd", target, vec, target, 1.0, scaleVec)
 
 
 def addSum(target, m, axis, scaleTarget=0.0, scaleSum=1.0):
     """target = scaleTarget * target + scaleSum * m.sum(axis) (2012 NVMatrix::addSum)."""
     fn = "addSum"
-    check(fn, "m", m)
-    check(fn, "target", target)
+    check_gpu_matrix(fn, "m", m)
+    check_gpu_matrix(fn, "target", target)
     want = m.shape[1] if axis == 0 else m.shape[0]
     if target.size != want:
         raise ValueError("%s: target has %d elements, the sum over axis %d has %d" % (fn, target.size, axis, want))
@@ -576,14 +621,14 @@ def addSum(target, m, axis, scaleTarget=0.0, scaleSum=1.0):
 def sum(m):
     """The sum of all elements, as a Python float (partial sums on the GPU, the last
     CPUSUM_MAX of them added on the host in float64)."""
-    check("sum", "m", m)
+    check_gpu_matrix("sum", "m", m)
     if m.size == 0:
         return 0.0
     return float(np.sum(total_aggregate(m, "NVMatrixAggs_Sum"), dtype=np.float64))
 
 
 def sum_abs_mean(m):
-    check("sum_abs_mean", "m", m)
+    check_gpu_matrix("sum_abs_mean", "m", m)
     tmp = empty(*m.shape)
     apply_unary("NVMatrixOps_Abs", m, tmp)
     return float(np.sum(total_aggregate(tmp, "NVMatrixAggs_Sum"), dtype=np.float64)) / m.size
@@ -592,16 +637,16 @@ def sum_abs_mean(m):
 def eltwiseMult(a, b, target):
     fn = "eltwiseMult"
     for n, x in (("a", a), ("b", b), ("target", target)):
-        check(fn, n, x, contiguous=False)
+        check_gpu_matrix(fn, n, x, contiguous=False)
     same_shape(fn, ("a", "b", "target"), (a, b, target))
     apply_binary("NVMatrixBinaryOps_Multiply", a, b, target)
 
 
 def eltwiseMultByVector(m, vec, target):
     fn = "eltwiseMultByVector"
-    check(fn, "m", m, contiguous=False)
-    check(fn, "vec", vec)
-    check(fn, "target", target, m.shape[0], m.shape[1], contiguous=False)
+    check_gpu_matrix(fn, "m", m, contiguous=False)
+    check_gpu_matrix(fn, "vec", vec)
+    check_gpu_matrix(fn, "target", target, m.shape[0], m.shape[1], contiguous=False)
     apply_vector("NVMatrixBinaryOps_Multiply", m, vec, target)
 
 
@@ -609,15 +654,15 @@ def maximum(a, b, target):
     """target = max(a, b) element-wise (2012's eltmax layer: applyBinary(NVMatrixAggs::Max))."""
     fn = "maximum"
     for n, x in (("a", a), ("b", b), ("target", target)):
-        check(fn, n, x, contiguous=False)
+        check_gpu_matrix(fn, n, x, contiguous=False)
     same_shape(fn, ("a", "b", "target"), (a, b, target))
     apply_binary("NVMatrixAggs_Max", a, b, target)
 
 
 def square(m, target):
     fn = "square"
-    check(fn, "m", m, contiguous=False)
-    check(fn, "target", target, m.shape[0], m.shape[1], contiguous=False)
+    check_gpu_matrix(fn, "m", m, contiguous=False)
+    check_gpu_matrix(fn, "target", target, m.shape[0], m.shape[1], contiguous=False)
     apply_unary("NVMatrixOps_Square", m, target)
 
 
@@ -625,8 +670,8 @@ def softmax(inputs, target):
     """Softmax over the features (axis 0) of every case, as SoftmaxLayer::fpropActs did:
     column max, subtract it (addVector), __expf, column sum, divide (__fdividef)."""
     fn = "softmax"
-    check(fn, "inputs", inputs)
-    check(fn, "target", target, inputs.shape[0], inputs.shape[1])
+    check_gpu_matrix(fn, "inputs", inputs)
+    check_gpu_matrix(fn, "target", target, inputs.shape[0], inputs.shape[1])
     mx = max_cols(inputs)
     apply_vector("NVMatrixBinaryOps_WeightedAdd", inputs, mx, target, 1.0, -1.0)
     apply_unary("NVMatrixOps_Exp", target, target)
@@ -636,7 +681,7 @@ def softmax(inputs, target):
 
 
 def isfinite(m):
-    check("isfinite", "m", m)
+    check_gpu_matrix("isfinite", "m", m)
     if m.size == 0:
         return True
     return bool(np.isfinite(total_aggregate(m, "NVMatrixAggs_NonFinite")).all())
@@ -780,8 +825,8 @@ _GRADIENTS = {
 def neuronActivate(kind, x, y, a=0.0, b=0.0):
     """y = f(x) for neuron `kind` (the Neuron classes' _activate)."""
     fn = "neuronActivate"
-    check(fn, "x", x, contiguous=False)
-    check(fn, "y", y, x.shape[0], x.shape[1], contiguous=False)
+    check_gpu_matrix(fn, "x", x, contiguous=False)
+    check_gpu_matrix(fn, "y", y, x.shape[0], x.shape[1], contiguous=False)
     if kind == "ident":
         if not (ptr(x) == ptr(y) and x.strides == y.strides):
             _copy2d(x, y)
@@ -802,8 +847,8 @@ def neuronInputGrad(kind, actsGrad, x, y, target, add, a=0.0, b=0.0, grad_from_o
     `x` are the neuron's inputs, `y` its outputs; `grad_from_outputs` reproduces cuda-convnet
     r561's softrelu, which took the derivative at the outputs."""
     fn = "neuronInputGrad"
-    check(fn, "actsGrad", actsGrad, contiguous=False)
-    check(fn, "target", target, actsGrad.shape[0], actsGrad.shape[1], contiguous=False)
+    check_gpu_matrix(fn, "actsGrad", actsGrad, contiguous=False)
+    check_gpu_matrix(fn, "target", target, actsGrad.shape[0], actsGrad.shape[1], contiguous=False)
     if kind == "ident":
         if add:
             apply_binary("NVMatrixBinaryOps_Add", target, actsGrad, target)
@@ -822,7 +867,7 @@ def neuronInputGrad(kind, actsGrad, x, y, target, add, a=0.0, b=0.0, grad_from_o
     if kind == "softrelu" and grad_from_outputs:
         which = "y"
     operand = y if which == "y" else x
-    check(fn, "outputs" if which == "y" else "inputs", operand, actsGrad.shape[0], actsGrad.shape[1],
+    check_gpu_matrix(fn, "outputs" if which == "y" else "inputs", operand, actsGrad.shape[0], actsGrad.shape[1],
           contiguous=False)
     if add:
         apply_ternary("AddGradientBinaryOperator_" + op, actsGrad, operand, target, target, *scalars(a, b))

@@ -18,8 +18,8 @@ are odd (filterActs), 3 or fewer or odd (imgActs), not a multiple of 4 (weightAc
 import numpy as np
 
 from ..numpy.filter_acts import check_geometry, exact_div, square_side
-from .filter_acts import (DIVUP, Launch, check_gpu_matrix, check_grid, imgs_per_thread_128, kbool, ptr,
-                          require, run, sweep)
+from .filter_acts import Launch, kbool, ptr, require, run, sweep
+from .nvmatrix import DIVUP, check_gpu_matrix, check_grid, imgs_per_thread_128
 from .weight_acts import PRELOAD_CASES
 
 # the operations (the select_* functions and INSTANTIATIONS are module attributes)

@@ -14,7 +14,9 @@ multiple of 4 (no groups), or colours per group that are not (groups).
 import numpy as np
 
 from ..numpy.filter_acts import check_geometry, exact_div
-from .filter_acts import DIVUP, Launch, check_gpu_matrix, check_grid, ptr, require, run, sweep
+from . import conv_gemm
+from .filter_acts import Launch, ptr, require, run, sweep
+from .nvmatrix import DIVUP, check_gpu_matrix, check_grid
 
 # the operations (select_weight_acts and INSTANTIATIONS are module attributes)
 __all__ = ["convWeightActs", "localWeightActs"]
@@ -106,6 +108,15 @@ def _weight_acts(fn, images, hidActs, targets, imgSizeY, numModulesY, numModules
     imgSizeX = exact_div(fn, "imgPixels by imgSizeY", imgPixels, imgSizeY)
     check_geometry(fn, imgSizeY, imgSizeX, numModulesY, numModulesX, filterSize, paddingStart, moduleStride)
     check_gpu_matrix(fn, "hidActs", hidActs, cols=numImages)
+    if fn == "convWeightActs" and conv_gemm.active():
+        require(partialSum >= 0, fn, "partialSum must be >= 0 (got %d)" % partialSum)
+        require(numModules % (partialSum or numModules) == 0, fn,
+                "partialSum (%d) must divide the number of modules (%d)" % (partialSum, numModules))
+        check_gpu_matrix(fn, "targets", targets, (numModules // (partialSum or numModules)) * numFilterColors *
+                         filterSize ** 2, numFilters)
+        g = conv_gemm.Geometry(fn, numImages, numImgColors, imgSizeY, imgSizeX, numModulesY, numModulesX,
+                               filterSize, paddingStart, moduleStride, numFilters, numGroups)
+        return conv_gemm.weightActs(g, images, hidActs, targets, partialSum, scaleTargets, scaleOutput)
     launch = select_weight_acts(numImages, numFilters, numImgColors, numGroups, numModules, partialSum,
                                 filterSize, scaleTargets)
     partialSum = numModules if partialSum == 0 else partialSum

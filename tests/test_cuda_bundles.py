@@ -1,0 +1,119 @@
+"""The loader's prebuilt kernel bundles (one cubin per cuda_src file with every
+instantiation; `python -m cudaconvnet.backends.cuda`): built with nvcc + ptxas on any
+machine (skipped without nvcc), named so that a stale bundle is never found, and looked up
+by the same key that loader.kernel asks with (checked with a stand-in pycuda.driver, so no
+GPU is needed)."""
+import shutil
+import sys
+import types
+
+import pytest
+
+from cudaconvnet.backends.cuda import layer_kernels, loader
+
+needs_nvcc = pytest.mark.skipif(shutil.which("nvcc") is None, reason="nvcc is not on PATH")
+FILE = "layer_kernels.cu"   # the smallest file: 16 instantiations, about a second
+
+
+@pytest.fixture
+def cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("CUDACONVNET_KERNEL_CACHE", str(tmp_path))
+    loader._bundle.cache_clear()
+    yield tmp_path
+    loader._bundle.cache_clear()
+
+
+def test_every_host_module_is_in_the_bundles():
+    every = loader.all_instantiations()
+    assert set(every) == {"cudaconv2/filter_acts.cu", "cudaconv2/img_acts.cu", "cudaconv2/weight_acts.cu",
+                          "cudaconv2/unfold.cu", "cudaconv2/winograd.cu", "cudaconv2/conv_util.cu", "layer_kernels.cu",
+                          "nvmatrix/nvmatrix_kernels.cu"}
+    assert sorted(every[FILE]) == sorted((n, tuple(a)) for f, n, a in layer_kernels.INSTANTIATIONS)
+
+
+def test_bundle_name_follows_everything_that_changes_the_code(cache, monkeypatch):
+    inst = loader.all_instantiations()[FILE]
+    base = loader.bundle_path(FILE, inst, "sm_90")
+    assert base.parent == cache
+    assert loader.bundle_path(FILE, inst, "sm_80") != base
+    assert loader.bundle_path(FILE, inst[:-1], "sm_90") != base
+    monkeypatch.setenv("CUDACONVNET_NVCC_OPTIONS", "-lineinfo")
+    assert loader.bundle_path(FILE, inst, "sm_90") != base
+    monkeypatch.delenv("CUDACONVNET_NVCC_OPTIONS")
+    monkeypatch.setattr(loader, "source_digest", lambda: "another source")
+    assert loader.bundle_path(FILE, inst, "sm_90") != base
+    monkeypatch.undo()
+    # not the checkout's location: a bundle built in another clone of the same source fits
+    monkeypatch.setattr(loader, "CUDA_SRC", loader.CUDA_SRC)
+    monkeypatch.setattr(loader, "nvcc_options", lambda: loader.NVCC_OPTIONS + ["-I/elsewhere/cuda_src"])
+    assert loader.bundle_path(FILE, inst, "sm_90").name == base.name
+
+
+def _fake_driver(monkeypatch, loaded):
+    """A stand-in pycuda.driver: a compute-capability 9.0 device whose modules hand back
+    the name of the function asked for."""
+    drv = types.ModuleType("pycuda.driver")
+
+    class Module:
+        def __init__(self, data):
+            loaded.append(data)
+
+        def get_function(self, name):
+            return ("bundle", name)
+    drv.module_from_buffer = Module
+    drv.Context = types.SimpleNamespace(get_device=lambda: types.SimpleNamespace(compute_capability=lambda: (9, 0)))
+    pycuda = types.ModuleType("pycuda")
+    pycuda.driver = drv
+    monkeypatch.setitem(sys.modules, "pycuda", pycuda)
+    monkeypatch.setitem(sys.modules, "pycuda.driver", drv)
+    monkeypatch.setitem(sys.modules, "pycuda.compiler", types.ModuleType("pycuda.compiler"))
+
+
+@needs_nvcc
+def test_built_bundle_serves_every_instantiation(cache, monkeypatch):
+    inst = loader.all_instantiations()[FILE]
+    path = loader.build_bundle(FILE, inst, "sm_90")
+    assert path == loader.bundle_path(FILE, inst, "sm_90") and path.exists()
+    assert path.read_bytes()[:4] == b"\x7fELF"           # a cubin, loaded without a JIT
+    ptx = loader.compile_ptx_with_nvcc(loader.build_source(FILE, inst))
+    lines = open(str(path) + ".entries").read().splitlines()
+    assert len(lines) == len(inst)
+    loaded = []
+    _fake_driver(monkeypatch, loaded)
+    for name, args in inst:
+        got = loader.kernel.__wrapped__(FILE, name, list(args))   # args as a list: the key is normalised
+        assert got == ("bundle", loader.entry_name(ptx, name, args))
+    assert len(loaded) == 1 and loaded[0] == path.read_bytes()   # one module load for the whole file
+    # nothing to do the second time
+    monkeypatch.setattr(loader, "all_instantiations", lambda: {FILE: inst})
+    assert loader.build_all("sm_90", out=lambda s: None) == 0
+
+
+def test_without_a_bundle_the_kernel_is_compiled_alone(cache, monkeypatch):
+    loaded = []
+    _fake_driver(monkeypatch, loaded)
+    compiled = []
+
+    def fake_compile(source, **kw):
+        compiled.append(source)
+        return b".entry _Z11kLogregCostPfS_S_S_S_iii(\n"
+    sys.modules["pycuda.compiler"].compile = fake_compile
+    got = loader.kernel.__wrapped__(FILE, "kLogregCost", ())
+    assert got == ("bundle", "_Z11kLogregCostPfS_S_S_S_iii") and len(compiled) == 1
+    assert "cudaconvnet_instance_0 = (void*)&kLogregCost;" in compiled[0]
+
+
+@needs_nvcc
+def test_command_line(cache, monkeypatch, capsys):
+    from cudaconvnet.backends.cuda import __main__ as cli
+    monkeypatch.setattr(loader, "all_instantiations", lambda: {FILE: INST})
+    assert cli.main(["--arch", "sm_90", "--jobs", "1"]) == 0
+    out = capsys.readouterr().out
+    assert "1 bundle(s) built for sm_90" in out and len(list(cache.glob("*.cubin"))) == 1
+    monkeypatch.setenv("PATH", "/nonexistent")
+    monkeypatch.setattr(loader, "all_instantiations", lambda: {FILE: INST[:1]})
+    assert cli.main([]) == 1
+    assert capsys.readouterr().err.strip() == "cudaconvnet: nvcc is not on PATH"
+
+
+INST = loader.all_instantiations()[FILE]

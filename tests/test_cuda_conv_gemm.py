@@ -1,0 +1,189 @@
+"""The "gemm" and "winograd" conv kernels (host code backends/cuda/conv_gemm.py and
+conv_winograd.py, kernels cuda_src/cudaconv2/unfold.cu and winograd.cu, the products by
+cuBLAS; chosen by set_conv_kernels) against the NumPy reference, with the tolerance and the
+case runner of tests/test_cuda_conv.py.
+
+The cases take every path of the host code: groups, strided images, scaled and NaN
+(unread) targets, numbers of filters and images that the 2012 kernels refuse (5 filters per
+group, 20 images), partial sums that do and do not follow module rows, and module chunks:
+the whole call in one chunk, several chunks of whole partial sums, and partial sums split
+across chunks (a tiny workspace forces the last two). The winograd cases are 3x3 filters
+at stride 1 (its own kernels: odd and even output sizes, so tiles that hang past the edge,
+paddings 0, 1 and 2) and, for weightActs and other filters, the gemm path it falls back to.
+
+  test_gpu[...]        on the GPU: the kernels and cuBLAS (marker `cuda`);
+  test_emulated[...]   the kernels under the CPU emulation of tests/cuda_emulation.py, the
+                       products by the emulated kSgemm kernel (cuBLAS is off there).
+"""
+import itertools
+
+import pytest
+from cuda_emulation import emulate_backend, make_emulator
+from test_cuda_conv import GEOMETRIES, GPU, check_case, modules
+
+from cudaconvnet.backends.cuda import conv_gemm, conv_winograd, nvmatrix
+
+# test_cuda_conv's geometries, then 3x3 stride-1 ones for Winograd: AlexNet's conv3-5 (an odd
+# output, so the last tiles hang past the edge), no padding with a rectangular image, padding
+# 2 (modules past both edges), and a 2x3 image (one row of tiles)
+GEOMETRIES = GEOMETRIES + [(13, 13, 3, 1, 1), (7, 5, 3, 0, 1), (5, 5, 3, 2, 1), (2, 3, 3, 1, 1)]
+WINOGRAD_GEOMETRIES = [i for i, (H, W, fs, pad, stride) in enumerate(GEOMETRIES) if fs == 3 and stride == 1]
+# Winograd rounds more than a direct sum: the 4x4 input tiles are sums and differences of up
+# to 4 inputs and the filter taps of up to 3, before the products, and each output sums 9
+# products after them, so its errors scale with those larger intermediate values rather than
+# with the sum S of |terms| of test_cuda_conv's bound. We allow WINOGRAD_TOL_FACTOR times
+# that bound: with K = 9 terms a missing or doubled product (about S / 9) is still over a
+# thousand times larger than what this allows.
+WINOGRAD_TOL_FACTOR = 8.0
+SCALES = [(0.0, 1.0), (0.5, 2.0), (0.0, 0.5), (1.0, -1.5)]
+
+
+def _cases():
+    out = []
+    groups = ((1, 1, 16), (3, 1, 16), (4, 2, 5), (6, 3, 8), (2, 1, 32))     # (colours, groups, filters per group)
+    for variant, op, ((C, G, Fg), N) in itertools.product(("gemm", "winograd"), ("filterActs", "imgActs", "weightActs"),
+                                                          itertools.product(groups, (20, 128))):
+        for chunking in ("whole", "tiny"):
+            i = len(out)
+            if variant == "winograd" and op != "weightActs":
+                if chunking == "tiny":
+                    continue        # winograd does not chunk
+                geo = WINOGRAD_GEOMETRIES[i % len(WINOGRAD_GEOMETRIES)]
+            else:
+                geo = i % len(GEOMETRIES)
+            st, so = SCALES[i % len(SCALES)]
+            c = dict(variant=variant, op=op, conv=True, N=N, C=C, G=G, F=Fg * G, st=st, so=so, geo=geo,
+                     geometry=GEOMETRIES[geo], chunking=chunking, strided=op != "imgActs" and i % 3 == 0)
+            if variant == "winograd" and op != "weightActs":
+                c["tol_factor"] = WINOGRAD_TOL_FACTOR
+            if op == "weightActs":
+                H, W, fs, pad, stride = GEOMETRIES[geo]
+                mY, mX = modules(H, fs, pad, stride), modules(W, fs, pad, stride)
+                divisors = [d for d in range(2, mY * mX) if (mY * mX) % d == 0 and d != mX]
+                c["partialSum"] = (0, 1, mX, mY * mX, divisors[0] if divisors else 1)[i % 5]
+            out.append(c)
+    return out
+
+
+CASES = _cases()
+
+
+def case_id(c):
+    s = "%s-%s-N%d-C%d-G%d-F%d-geo%d-st%g-%s" % (c["variant"], c["op"], c["N"], c["C"], c["G"], c["F"], c["geo"],
+                                               c["st"], c["chunking"])
+    if "partialSum" in c:
+        s += "-ps%d" % c["partialSum"]
+    return s + ("-strided" if c["strided"] else "")
+
+
+def _workspace(monkeypatch, case):
+    """'tiny': room for the columns of 3 modules, so that the modules go in several chunks
+    and partial sums of more than 3 modules are split across chunks."""
+    if case["chunking"] == "tiny":
+        H, W, fs, pad, stride = case["geometry"]
+        floats = 3 * case["C"] * fs * fs * case["N"]
+        monkeypatch.setenv("CUDACONVNET_GEMM_WORKSPACE_MB", repr((4 * floats + 2) / float(1 << 20)))
+    else:
+        monkeypatch.delenv("CUDACONVNET_GEMM_WORKSPACE_MB", raising=False)
+
+
+def test_cases_take_every_chunking_path():
+    def plan(c):
+        H, W, fs, pad, stride = c["geometry"]
+        M = modules(H, fs, pad, stride) * modules(W, fs, pad, stride)
+        fit = 3 if c["chunking"] == "tiny" else M
+        ps = c.get("partialSum") or M
+        chunks = len(range(0, M, fit)) if fit < ps else -(-M // (fit // ps * ps))
+        return chunks > 1, fit < ps
+    paths = {(c["op"],) + plan(c) for c in CASES}
+    for op in ("filterActs", "imgActs"):
+        assert {(op, False, False), (op, True, True)} <= paths     # (no partial sums: ps = all modules)
+    assert {("weightActs", False, False), ("weightActs", True, False), ("weightActs", True, True)} <= paths
+    # winograd: every 3x3 stride-1 geometry, both passes, groups and image counts
+    wino = [c for c in CASES if c["variant"] == "winograd" and c["op"] != "weightActs"]
+    for op in ("filterActs", "imgActs"):
+        assert {c["geo"] for c in wino if c["op"] == op} == set(WINOGRAD_GEOMETRIES)
+        assert {(c["G"], c["N"]) for c in wino if c["op"] == op} >= {(1, 20), (1, 128), (2, 20), (3, 128)}
+
+
+def test_module_chunks(monkeypatch):
+    monkeypatch.setenv("CUDACONVNET_GEMM_WORKSPACE_MB", repr(40 / float(1 << 20)))   # 10 floats
+    # without partial sums every module adds into one sum: only the first chunk overwrites
+    assert conv_gemm.module_chunks(7, 5) == [(0, 2, True), (2, 4, False), (4, 6, False), (6, 7, False)]
+    assert conv_gemm.module_chunks(12, 2, partialSum=4) == [(0, 4, True), (4, 8, True), (8, 12, True)]
+    assert conv_gemm.module_chunks(12, 1, partialSum=4) == [(0, 8, True), (8, 12, True)]
+    assert conv_gemm.module_chunks(8, 3, partialSum=4) == [(0, 3, True), (3, 4, False), (4, 7, True),
+                                                           (7, 8, False)]
+    assert conv_gemm.module_chunks(3, 100) == [(0, 1, True), (1, 2, False), (2, 3, False)]  # one module at least
+
+
+def test_set_conv_kernels():
+    before = conv_gemm.conv_kernels()
+    try:
+        for name in ("gemm", "winograd"):
+            conv_gemm.set_conv_kernels(name)
+            assert conv_gemm.active() and conv_gemm.conv_kernels() == name
+        conv_gemm.set_conv_kernels("2012")
+        assert not conv_gemm.active()
+        with pytest.raises(ValueError, match="2012, gemm, winograd"):
+            conv_gemm.set_conv_kernels("fast")
+    finally:
+        conv_gemm.set_conv_kernels(before)
+
+
+# ----------------------------------------------------------------------------------------
+
+@pytest.mark.cuda
+@pytest.mark.parametrize("case", CASES, ids=[case_id(c) for c in CASES])
+def test_gpu(cuda_kernels, monkeypatch, case):
+    monkeypatch.setattr(conv_gemm, "_variant", case["variant"])
+    _workspace(monkeypatch, case)
+    check_case(GPU(), case)
+
+
+@pytest.fixture(scope="module")
+def emulator(tmp_path_factory):
+    emu = make_emulator(tmp_path_factory.mktemp("gemm_emulation"))
+    sgemm = [nvmatrix.select_sgemm(ta, tb, 1, 1)[:3] for ta in (False, True) for tb in (False, True)]
+    scale = [nvmatrix.select_eltwise(1, op, 1, 1)[:3] for op in ("NVMatrixOps_Zero", "NVMatrixOps_MultByScalar")]
+    emu.build(conv_gemm.INSTANTIATIONS + conv_winograd.INSTANTIATIONS + sgemm + scale)
+    return emu
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("case", CASES, ids=[case_id(c) for c in CASES])
+def test_emulated(emulator, monkeypatch, case):
+    emulate_backend(monkeypatch, emulator)
+    monkeypatch.setattr(conv_gemm, "_variant", case["variant"])
+    _workspace(monkeypatch, case)
+    start = len(emulator.launches)
+    check_case(emulator, case)
+    names = {k for _, k, _ in emulator.launches[start:]}
+    winograd = case["variant"] == "winograd" and case["op"] != "weightActs"
+    assert "kSgemm" in names
+    assert names & {"kIm2Col", "kCol2Im"} if not winograd else names >= {"kWinogradFilters", "kWinogradInputs",
+                                                                        "kWinogradOutputs"}
+    assert not names & {"filterActs_YxX_color", "filterActs_YxX_sparse", "img_acts_color", "img_acts_mediumcolor",
+                        "img_acts_manycolor", "conv_weight_acts_c", "conv_weight_acts_mc_mf"}
+
+
+@pytest.mark.parametrize("variant", ["gemm", "winograd"])
+def test_emulated_no_images_and_bad_groups(emulator, monkeypatch, variant):
+    """No images: fprop and imgActs leave targets alone, weightActs scales them (as the
+    2012 functions do); filters that do not split into the groups are refused by name."""
+    import numpy as np
+    be = emulate_backend(monkeypatch, emulator)
+    monkeypatch.setattr(conv_gemm, "_variant", variant)
+    rng = np.random.default_rng(3)
+    images, hid = be.array(np.zeros((2 * 25, 0), np.float32)), be.array(np.zeros((8 * 25, 0), np.float32))
+    filters = be.array(rng.standard_normal((2 * 9, 8)).astype(np.float32))
+    acts = be.array(np.zeros((8 * 25, 0), np.float32))
+    be.convFilterActs(images, filters, acts, 5, 5, 5, -1, 1, 2, 1, 0.0, 1.0)
+    be.convImgActs(hid, filters, images, 5, 5, 5, -1, 1, 2, 1, 0.0, 1.0)
+    grads = rng.standard_normal((2 * 9, 8)).astype(np.float32)
+    target = be.array(grads)
+    be.convWeightActs(images, hid, target, 5, 5, 5, 3, -1, 1, 2, 1, 0, 0.5, 1.0)
+    assert np.array_equal(be.to_host(target), grads * np.float32(0.5))
+    with pytest.raises(ValueError, match="convFilterActs: numFilters by numGroups"):
+        be.convFilterActs(be.array(np.zeros((2 * 25, 4), np.float32)), be.array(np.zeros((9, 7), np.float32)),
+                          be.array(np.zeros((7 * 25, 4), np.float32)), 5, 5, 5, -1, 1, 2, 2, 0.0, 1.0)
