@@ -117,3 +117,42 @@ def test_command_line(cache, monkeypatch, capsys):
 
 
 INST = loader.all_instantiations()[FILE]
+
+
+# ----------------------------------------------------------------------------------------
+# on the GPU
+
+@pytest.mark.cuda
+def test_gpu_loads_every_bundle(cuda_kernels):
+    """After the GPU tests' fixture built them, every cuda_src file's kernels come from its
+    bundle (the cubins that training uses)."""
+    loader._bundle.cache_clear()
+    for f, inst in loader.all_instantiations().items():
+        bundle = loader._bundle(f)
+        assert bundle is not None, f
+        assert set(bundle[1]) == {repr((n, tuple(a))) for n, a in inst}
+
+
+@pytest.mark.cuda
+def test_gpu_single_specialisation_matches_the_bundle(cuda_kernels, monkeypatch):
+    """The fallback (one specialisation compiled by PyCUDA) and the bundle run the same
+    element-wise kernel to the same bits."""
+    import numpy as np
+
+    from cudaconvnet.backends.cuda import nvmatrix
+    be = cuda_kernels
+    x = be.array(np.random.default_rng(0).standard_normal((37, 53)).astype(np.float32))
+    lc = nvmatrix.select_eltwise(1, "NVMatrixOps_Exp", 37, 53)
+    results = []
+    for use_bundle in (True, False):
+        fn = loader.kernel.__wrapped__ if not use_bundle else loader.kernel
+        if not use_bundle:
+            monkeypatch.setattr(loader, "_bundle", lambda filename: None)
+        f = fn(lc.file, lc.kernel, lc.targs)
+        f.prepare(nvmatrix.FORMATS[lc.kernel])
+        y = be.empty(37, 53)
+        f.prepared_call(lc.grid, lc.block, nvmatrix.ptr(x), nvmatrix.ptr(y), 37, 53, 53, 53, np.float32(0),
+                        np.float32(0))
+        results.append(be.to_host(y))
+    assert np.array_equal(results[0], results[1])
+    assert np.allclose(results[0], np.exp(be.to_host(x)), rtol=1e-5)
