@@ -52,6 +52,7 @@ def run_demo(argv):
     ap.add_argument("--out", default="cudaconvnet-demo", help="folder for the batches and checkpoints")
     ap.add_argument("--epochs", type=int, default=40)
     ap.add_argument("--backend", default="numpy", help="numpy (default: the demo runs on the CPU), cuda or auto")
+    ap.add_argument("--conv-kernels", default="2012", help="the CUDA engine's conv kernels: 2012, gemm or winograd")
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args(argv)
 
@@ -67,7 +68,8 @@ def run_demo(argv):
     cmd = ["--data-path=%s" % batches, "--save-path=%s" % args.out, "--data-provider=cifar",
            "--train-range=1-%d" % TRAIN_BATCHES, "--test-range=%d" % TEST_BATCH, "--test-freq=%d" % TRAIN_BATCHES,
            "--layer-def=%s" % layer_def, "--layer-params=%s" % layer_params, "--epochs=%d" % args.epochs,
-           "--mini=128", "--backend=%s" % args.backend, "--seed=%d" % args.seed]
+           "--mini=128", "--backend=%s" % args.backend, "--conv-kernels=%s" % args.conv_kernels,
+           "--seed=%d" % args.seed]
     op, load_dic = IGPUModel.parse_options(ConvNet.get_options_parser(), cmd)
     model = ConvNet(op, load_dic)
     model.start()
