@@ -46,15 +46,7 @@
  *   - no accumulating kernel reads its target when scaleTargets is 0.
  */
 
-#ifndef DIVUP
-#define DIVUP(x, y) (((x) + (y) - 1) / (y))
-#endif
-#ifndef MIN
-#define MIN(a, b) ((a) < (b) ? (a) : (b))
-#endif
-#ifndef MAX
-#define MAX(a, b) ((a) > (b) ? (a) : (b))
-#endif
+#include "cudaconv2/cudaconv2.cuh"
 
 typedef unsigned int uint;
 

@@ -14,8 +14,12 @@ Shape limits are the 2012 kernels' (the layer parser enforces them for real nets
 max/avg-pool gradients and the norm gradients need numFilters % 16 == 0; a selector says
 so with a ValueError naming the operation.
 """
+import functools
+
 import numpy as np
 
+from ..numpy.conv_util import channels_img_size, nails_geometry, norm_check, undo_check
+from ..numpy.filter_acts import exact_div
 from .nvmatrix import DIVUP, Launch, check_grid, check_gpu_matrix, imgs_per_thread_128, launch, ptr, row_stride
 
 f32 = np.float32
@@ -269,28 +273,8 @@ INSTANTIATIONS = sorted({lc[:3] for lc in _cover()}, key=repr)
 # ==========================================================================================
 # helpers
 # ==========================================================================================
-def _square_side(fn, what, n):
-    s = int(round(n ** 0.5)) if n > 0 else 0
-    while s * s > n:
-        s -= 1
-    while (s + 1) * (s + 1) <= n:
-        s += 1
-    if s < 1 or s * s != n:
-        raise ValueError("%s: %s (%d) is not a positive perfect square" % (fn, what, n))
-    return s
-
-
-def _exact_div(fn, what, a, b):
-    if b <= 0 or a % b != 0:
-        raise ValueError("%s: %s: %d is not divisible by %d" % (fn, what, a, b))
-    return a // b
-
-
-def _img_size(fn, name, a, numChannels):
-    if numChannels < 1:
-        raise ValueError("%s: numFilters/numChannels must be positive, got %d" % (fn, numChannels))
-    return _square_side(fn, "imgPixels of %s" % name, _exact_div(fn, "%s rows by number of channels" % name,
-                                                                 a.shape[0], numChannels))
+# the checks are the NumPy backend's, with GPU matrices
+_norm_check = functools.partial(norm_check, check=check_gpu_matrix)
 
 
 def _run(lc, *args):
@@ -323,7 +307,7 @@ def convLocalPool(images, target, numFilters, subsX, startX, strideX, outputsX, 
     """
     fn = "convLocalPool"
     check_gpu_matrix(fn, "images", images)
-    imgSize = _img_size(fn, "images", images, numFilters)
+    imgSize = channels_img_size(fn, "images", images, numFilters)
     if subsX < 1 or strideX < 1 or outputsX < 1:
         raise ValueError("%s: subsX (%d), strideX (%d) and outputsX (%d) must be positive"
                          % (fn, subsX, strideX, outputsX))
@@ -340,13 +324,6 @@ def convLocalPool(images, target, numFilters, subsX, startX, strideX, outputsX, 
         _run(lc, ptr(images), ptr(target), imgSize, numFilters, N, subsX, startX, strideX, outputsX)
 
 
-def _undo_check(fn, outputsX, subsX, strideX):
-    if outputsX < 1 or subsX < 1 or strideX < 1:
-        raise ValueError("%s: subsX, strideX and outputsX must be positive" % fn)
-    if strideX > subsX:
-        raise ValueError("%s: strideX (%d) must not exceed subsX (%d)" % (fn, strideX, subsX))
-
-
 def convLocalMaxUndo(images, maxGrads, maxActs, target, subsX, startX, strideX, outputsX,
                      scaleTargets=0.0, scaleOutput=1.0):
     """Gradient of max pooling: every pixel equal to its window's maximum gets the window's
@@ -355,10 +332,10 @@ def convLocalMaxUndo(images, maxGrads, maxActs, target, subsX, startX, strideX, 
     fn = "convLocalMaxUndo"
     for name, a in (("images", images), ("maxGrads", maxGrads), ("maxActs", maxActs)):
         check_gpu_matrix(fn, name, a)
-    _undo_check(fn, outputsX, subsX, strideX)
+    undo_check(fn, outputsX, subsX, strideX)
     N = images.shape[1]
-    numFilters = _exact_div(fn, "maxGrads rows by outputsX^2", maxGrads.shape[0], outputsX * outputsX)
-    imgSize = _img_size(fn, "images", images, numFilters)
+    numFilters = exact_div(fn, "maxGrads rows by outputsX^2", maxGrads.shape[0], outputsX * outputsX)
+    imgSize = channels_img_size(fn, "images", images, numFilters)
     check_gpu_matrix(fn, "maxGrads", maxGrads, cols=N)
     check_gpu_matrix(fn, "maxActs", maxActs, maxGrads.shape[0], N)
     check_gpu_matrix(fn, "target", target, images.shape[0], N)
@@ -375,11 +352,11 @@ def convLocalAvgUndo(avgGrads, target, subsX, startX, strideX, outputsX, imgSize
     (numFilters * imgSize^2, numImages)."""
     fn = "convLocalAvgUndo"
     check_gpu_matrix(fn, "avgGrads", avgGrads)
-    _undo_check(fn, outputsX, subsX, strideX)
+    undo_check(fn, outputsX, subsX, strideX)
     if imgSize < 1:
         raise ValueError("%s: imgSize must be positive" % fn)
     N = avgGrads.shape[1]
-    numFilters = _exact_div(fn, "avgGrads rows by outputsX^2", avgGrads.shape[0], outputsX * outputsX)
+    numFilters = exact_div(fn, "avgGrads rows by outputsX^2", avgGrads.shape[0], outputsX * outputsX)
     check_gpu_matrix(fn, "target", target, numFilters * imgSize * imgSize, N)
     if N == 0:
         return
@@ -391,18 +368,6 @@ def convLocalAvgUndo(avgGrads, target, subsX, startX, strideX, outputsX, imgSize
 # ==========================================================================================
 # normalisation within a map
 # ==========================================================================================
-def _norm_check(fn, numFilters, sizeX, named):
-    for name, a in named:
-        check_gpu_matrix(fn, name, a)
-    first = named[0][1]
-    imgSize = _img_size(fn, named[0][0], first, numFilters)
-    for name, a in named[1:]:
-        check_gpu_matrix(fn, name, a, first.shape[0], first.shape[1])
-    if sizeX < 1:
-        raise ValueError("%s: size must be positive, got %d" % (fn, sizeX))
-    return imgSize
-
-
 def convContrastNorm(images, meanDiffs, denoms, target, numFilters, sizeX, addScale, powScale):
     """denoms = 1 + addScale * (window sum of meanDiffs^2), target = images * denoms^-pow.
     All (numFilters * imgSize^2, numImages)."""
@@ -529,7 +494,7 @@ def convGaussianBlur(images, filter, target, horiz, numChannels, scaleTargets, s
     fn = "convGaussianBlur"
     check_gpu_matrix(fn, "images", images)
     check_gpu_matrix(fn, "filter", filter, rows=1)
-    imgSize = _img_size(fn, "images", images, numChannels)
+    imgSize = channels_img_size(fn, "images", images, numChannels)
     radius = filter.shape[1] // 2
     if not 1 <= radius <= 4:
         raise ValueError("%s: filter radius must be 1..4, got width %d" % (fn, filter.shape[1]))
@@ -544,24 +509,12 @@ def convGaussianBlur(images, filter, target, horiz, numChannels, scaleTargets, s
          f32(scaleTargets), f32(scaleOutputs))
 
 
-def _nails_geometry(fn, numChannels, imgSize, startX, strideX):
-    if strideX <= 1:
-        raise ValueError("%s: strideX must be > 1, got %d" % (fn, strideX))
-    if numChannels < 1 or imgSize < 1:
-        raise ValueError("%s: numChannels and imgSize must be positive" % fn)
-    outputsX = DIVUP(imgSize, strideX)
-    if startX < 0 or startX + (outputsX - 1) * strideX >= imgSize:
-        raise ValueError("%s: nails startX + k*strideX (startX %d, strideX %d, %d outputs) fall outside the "
-                         "%d-pixel image" % (fn, startX, strideX, outputsX, imgSize))
-    return outputsX
-
-
 def convBedOfNails(images, target, numChannels, imgSize, startX, strideX, scaleTargets, scaleOutput):
     """Keep every strideX-th pixel from startX both ways. images (numChannels * imgSize^2,
     numImages); target (numChannels * outputsX^2, numImages), outputsX = ceil(imgSize/strideX)."""
     fn = "convBedOfNails"
     check_gpu_matrix(fn, "images", images)
-    outputsX = _nails_geometry(fn, numChannels, imgSize, startX, strideX)
+    outputsX = nails_geometry(fn, numChannels, imgSize, startX, strideX)
     N = images.shape[1]
     check_gpu_matrix(fn, "images", images, numChannels * imgSize * imgSize)
     check_gpu_matrix(fn, "target", target, numChannels * outputsX * outputsX, N)
@@ -582,7 +535,7 @@ def convBedOfNailsUndo(actsGrad, target, numChannels, imgSize, startX, strideX, 
     from .nvmatrix import apply_unary
     fn = "convBedOfNailsUndo"
     check_gpu_matrix(fn, "actsGrad", actsGrad)
-    outputsX = _nails_geometry(fn, numChannels, imgSize, startX, strideX)
+    outputsX = nails_geometry(fn, numChannels, imgSize, startX, strideX)
     N = actsGrad.shape[1]
     check_gpu_matrix(fn, "actsGrad", actsGrad, numChannels * outputsX * outputsX)
     check_gpu_matrix(fn, "target", target, numChannels * imgSize * imgSize, N)
@@ -604,7 +557,7 @@ def convResizeBilinear(images, target, imgSize, tgtSize, scale):
     check_gpu_matrix(fn, "images", images)
     if imgSize < 2 or tgtSize < 1:
         raise ValueError("%s: imgSize must be >= 2 and tgtSize >= 1" % fn)
-    numChannels = _exact_div(fn, "images rows by imgSize^2", images.shape[0], imgSize * imgSize)
+    numChannels = exact_div(fn, "images rows by imgSize^2", images.shape[0], imgSize * imgSize)
     N = images.shape[1]
     check_gpu_matrix(fn, "target", target, numChannels * tgtSize * tgtSize, N)
     if N == 0:
@@ -617,7 +570,7 @@ def convResizeBilinear(images, target, imgSize, tgtSize, scale):
 
 def _rgb(fn, images, target):
     check_gpu_matrix(fn, "images", images)
-    imgPixels = _exact_div(fn, "images rows by 3", images.shape[0], 3)
+    imgPixels = exact_div(fn, "images rows by 3", images.shape[0], 3)
     check_gpu_matrix(fn, "target", target, images.shape[0], images.shape[1])
     return imgPixels
 
@@ -650,7 +603,7 @@ def convCrop(imgs, target, imgSize, tgtSize, startY, startX):
     check_gpu_matrix(fn, "imgs", imgs)
     if imgSize < 1 or tgtSize < 1:
         raise ValueError("%s: imgSize and tgtSize must be positive" % fn)
-    numChannels = _exact_div(fn, "imgs rows by imgSize^2", imgs.shape[0], imgSize * imgSize)
+    numChannels = exact_div(fn, "imgs rows by imgSize^2", imgs.shape[0], imgSize * imgSize)
     if startY < 0 or startX < 0 or startY + tgtSize > imgSize or startX + tgtSize > imgSize:
         raise ValueError("%s: %dx%d crop at (%d, %d) does not fit a %dx%d image"
                          % (fn, tgtSize, tgtSize, startY, startX, imgSize, imgSize))
@@ -669,7 +622,7 @@ def convReflectHorizontal(images, target, imgSize, scaleTargets=0.0, scaleOutput
     check_gpu_matrix(fn, "images", images)
     if imgSize < 1:
         raise ValueError("%s: imgSize must be positive" % fn)
-    numChannels = _exact_div(fn, "images rows by imgSize^2", images.shape[0], imgSize * imgSize)
+    numChannels = exact_div(fn, "images rows by imgSize^2", images.shape[0], imgSize * imgSize)
     check_gpu_matrix(fn, "target", target, images.shape[0], images.shape[1])
     N = images.shape[1]
     if N == 0:

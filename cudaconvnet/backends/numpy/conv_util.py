@@ -26,7 +26,7 @@ __all__ = ["convLocalPool", "convLocalMaxUndo", "convLocalAvgUndo", "convContras
 # ----------------------------------------------------------------------------------------
 # helpers
 
-def _channels_img_size(fn, name, a, numChannels):
+def channels_img_size(fn, name, a, numChannels):
     if numChannels < 1:
         raise ValueError("%s: numFilters/numChannels must be positive, got %d"
                          % (fn, numChannels))
@@ -122,7 +122,7 @@ def convLocalPool(images, target, numFilters, subsX, startX, strideX, outputsX, 
     """
     fn = "convLocalPool"
     check_matrix(fn, "images", images)
-    imgSize = _channels_img_size(fn, "images", images, numFilters)
+    imgSize = channels_img_size(fn, "images", images, numFilters)
     if subsX < 1 or strideX < 1 or outputsX < 1:
         raise ValueError("%s: subsX (%d), strideX (%d) and outputsX (%d) must be positive"
                          % (fn, subsX, strideX, outputsX))
@@ -166,7 +166,7 @@ def convLocalRandomPool(images, target, numFilters, subsX, startX, strideX, outp
     from . import nvmatrix  # the generator lives there (seed, checkpointed state)
     fn = "convLocalRandomPool"
     check_matrix(fn, "images", images)
-    imgSize = _channels_img_size(fn, "images", images, numFilters)
+    imgSize = channels_img_size(fn, "images", images, numFilters)
     if subsX < 1 or strideX < 1 or outputsX < 1:
         raise ValueError("%s: subsX (%d), strideX (%d) and outputsX (%d) must be positive"
                          % (fn, subsX, strideX, outputsX))
@@ -188,7 +188,7 @@ def convLocalRandomPool(images, target, numFilters, subsX, startX, strideX, outp
     target.reshape(numFilters, outputsX, outputsX, N)[...] = img4[cc, yy, xx, nn]
 
 
-def _undo_check(fn, outputsX, subsX, strideX):
+def undo_check(fn, outputsX, subsX, strideX):
     if outputsX < 1 or subsX < 1 or strideX < 1:
         raise ValueError("%s: subsX, strideX and outputsX must be positive" % fn)
     if strideX > subsX:
@@ -211,11 +211,11 @@ def convLocalMaxUndo(images, maxGrads, maxActs, target, subsX, startX, strideX, 
     fn = "convLocalMaxUndo"
     for name, a in (("images", images), ("maxGrads", maxGrads), ("maxActs", maxActs)):
         check_matrix(fn, name, a)
-    _undo_check(fn, outputsX, subsX, strideX)
+    undo_check(fn, outputsX, subsX, strideX)
     N = images.shape[1]
     numFilters = exact_div(fn, "maxGrads rows by outputsX^2", maxGrads.shape[0],
                            outputsX * outputsX)
-    imgSize = _channels_img_size(fn, "images", images, numFilters)
+    imgSize = channels_img_size(fn, "images", images, numFilters)
     check_matrix(fn, "maxGrads", maxGrads, cols=N)
     check_matrix(fn, "maxActs", maxActs, maxGrads.shape[0], N)
     check_matrix(fn, "target", target, images.shape[0], N, writeable=True)
@@ -253,7 +253,7 @@ def convLocalAvgUndo(avgGrads, target, subsX, startX, strideX, outputsX, imgSize
     """
     fn = "convLocalAvgUndo"
     check_matrix(fn, "avgGrads", avgGrads)
-    _undo_check(fn, outputsX, subsX, strideX)
+    undo_check(fn, outputsX, subsX, strideX)
     if imgSize < 1:
         raise ValueError("%s: imgSize must be positive" % fn)
     N = avgGrads.shape[1]
@@ -279,13 +279,15 @@ def convLocalAvgUndo(avgGrads, target, subsX, startX, strideX, outputsX, imgSize
 # ----------------------------------------------------------------------------------------
 # normalisation within a map (rnorm, cnorm)
 
-def _norm_check(fn, numFilters, sizeX, named):
+def norm_check(fn, numFilters, sizeX, named, check=check_matrix):
+    """The checks of the normalisations within a map (both backends: `check` checks one
+    matrix); returns imgSize."""
     for name, a in named:
-        check_matrix(fn, name, a)
+        check(fn, name, a)
     first = named[0][1]
-    imgSize = _channels_img_size(fn, named[0][0], first, numFilters)
+    imgSize = channels_img_size(fn, named[0][0], first, numFilters)
     for name, a in named[1:]:
-        check_matrix(fn, name, a, first.shape[0], first.shape[1])
+        check(fn, name, a, first.shape[0], first.shape[1])
     if sizeX < 1:
         raise ValueError("%s: size must be positive, got %d" % (fn, sizeX))
     return imgSize
@@ -304,7 +306,7 @@ def convContrastNorm(images, meanDiffs, denoms, target, numFilters, sizeX, addSc
     ContrastNormLayer).
     """
     fn = "convContrastNorm"
-    imgSize = _norm_check(fn, numFilters, sizeX, (("images", images), ("meanDiffs", meanDiffs),
+    imgSize = norm_check(fn, numFilters, sizeX, (("images", images), ("meanDiffs", meanDiffs),
                                                   ("denoms", denoms), ("target", target)))
     for name, a in (("denoms", denoms), ("target", target)):
         check_matrix(fn, name, a, writeable=True)
@@ -358,7 +360,7 @@ def convResponseNormUndo(outGrads, denoms, inputs, acts, target, numFilters, siz
     target = scaleTargets*target + scaleOutput*grad.
     """
     fn = "convResponseNormUndo"
-    imgSize = _norm_check(fn, numFilters, sizeX, (("outGrads", outGrads), ("denoms", denoms),
+    imgSize = norm_check(fn, numFilters, sizeX, (("outGrads", outGrads), ("denoms", denoms),
                                                   ("inputs", inputs), ("acts", acts),
                                                   ("target", target)))
     check_matrix(fn, "target", target, writeable=True)
@@ -412,7 +414,7 @@ def convContrastNormCrossMap(images, meanDiffs, denoms, target, numFilters, size
     minDiv = 1 (the layer passes addScale = scale/size); CHM's layer passes its minDiv.
     """
     fn = "convContrastNormCrossMap"
-    imgSize = _norm_check(fn, numFilters, sizeF, (("images", images), ("meanDiffs", meanDiffs),
+    imgSize = norm_check(fn, numFilters, sizeF, (("images", images), ("meanDiffs", meanDiffs),
                                                   ("denoms", denoms), ("target", target)))
     for name, a in (("denoms", denoms), ("target", target)):
         check_matrix(fn, name, a, writeable=True)
@@ -456,7 +458,7 @@ def convResponseNormCrossMapUndo(outGrads, denoms, inputs, acts, target, numFilt
     of acts_after[f']. target = scaleTargets*target + scaleOutput*grad.
     """
     fn = "convResponseNormCrossMapUndo"
-    imgSize = _norm_check(fn, numFilters, sizeF, (("outGrads", outGrads), ("denoms", denoms),
+    imgSize = norm_check(fn, numFilters, sizeF, (("outGrads", outGrads), ("denoms", denoms),
                                                   ("inputs", inputs), ("acts", acts),
                                                   ("target", target)))
     check_matrix(fn, "target", target, writeable=True)
@@ -484,7 +486,7 @@ def convTICA(images, target, numFilters, sizeX, scaleTarget, scaleOutput):
              images^2 over the sizeX x sizeX window at (y - sizeX//2, x - sizeX//2), clipped
     """
     fn = "convTICA"
-    imgSize = _norm_check(fn, numFilters, sizeX, (("images", images), ("target", target)))
+    imgSize = norm_check(fn, numFilters, sizeX, (("images", images), ("target", target)))
     check_matrix(fn, "target", target, writeable=True)
     shape = (numFilters, imgSize, imgSize, images.shape[1])
     lo, hi = -(sizeX // 2), -(sizeX // 2) + sizeX - 1
@@ -507,7 +509,7 @@ def convTICAGrad(images, ticas, target, numFilters, sizeX, scaleTarget, scaleOut
     The square root in the accumulating branch only is the original's (a quirk, kept).
     """
     fn = "convTICAGrad"
-    imgSize = _norm_check(fn, numFilters, sizeX, (("images", images), ("ticas", ticas),
+    imgSize = norm_check(fn, numFilters, sizeX, (("images", images), ("ticas", ticas),
                                                   ("target", target)))
     check_matrix(fn, "target", target, writeable=True)
     shape = (numFilters, imgSize, imgSize, images.shape[1])
@@ -538,7 +540,7 @@ def convGaussianBlur(images, filter, target, horiz, numChannels, scaleTargets, s
     fn = "convGaussianBlur"
     check_matrix(fn, "images", images)
     check_matrix(fn, "filter", filter, rows=1)
-    imgSize = _channels_img_size(fn, "images", images, numChannels)
+    imgSize = channels_img_size(fn, "images", images, numChannels)
     radius = filter.shape[1] // 2
     if not 1 <= radius <= 4:
         raise ValueError("%s: filter radius must be 1..4, got width %d"
@@ -570,7 +572,7 @@ def convGaussianBlur(images, filter, target, horiz, numChannels, scaleTargets, s
     scale_store(target.reshape(src.shape), out, scaleTargets, scaleOutputs)
 
 
-def _nails_geometry(fn, numChannels, imgSize, startX, strideX):
+def nails_geometry(fn, numChannels, imgSize, startX, strideX):
     if strideX <= 1:
         raise ValueError("%s: strideX must be > 1, got %d" % (fn, strideX))
     if numChannels < 1 or imgSize < 1:
@@ -594,7 +596,7 @@ def convBedOfNails(images, target, numChannels, imgSize, startX, strideX, scaleT
     """
     fn = "convBedOfNails"
     check_matrix(fn, "images", images)
-    outputsX = _nails_geometry(fn, numChannels, imgSize, startX, strideX)
+    outputsX = nails_geometry(fn, numChannels, imgSize, startX, strideX)
     N = images.shape[1]
     check_matrix(fn, "images", images, numChannels * imgSize * imgSize)
     check_matrix(fn, "target", target, numChannels * outputsX * outputsX, N, writeable=True)
@@ -616,7 +618,7 @@ def convBedOfNailsUndo(actsGrad, target, numChannels, imgSize, startX, strideX, 
     """
     fn = "convBedOfNailsUndo"
     check_matrix(fn, "actsGrad", actsGrad)
-    outputsX = _nails_geometry(fn, numChannels, imgSize, startX, strideX)
+    outputsX = nails_geometry(fn, numChannels, imgSize, startX, strideX)
     N = actsGrad.shape[1]
     check_matrix(fn, "actsGrad", actsGrad, numChannels * outputsX * outputsX)
     check_matrix(fn, "target", target, numChannels * imgSize * imgSize, N, writeable=True)
