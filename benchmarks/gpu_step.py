@@ -220,9 +220,10 @@ def time_torch_convs(specs, n, warmup, iters, tf32):
     return per
 
 
-def _torch_timed(fn, warmup, iters):
+def _torch_timed(fn, warmup, iters, grad=False):
+    """CUDA-event milliseconds of fn(), after `warmup` untimed calls (autograd off unless grad)."""
     import torch
-    with torch.no_grad():
+    with contextlib.nullcontext() if grad else torch.no_grad():
         for _ in range(warmup):
             fn()
         t = []
@@ -362,17 +363,7 @@ def time_torch_step(layers, n, warmup, iters, tf32):
         loss = net(images, labels)
         loss.backward()
         opt.step()
-    for _ in range(warmup):
-        step()
-    t = []
-    for _ in range(iters):
-        a, b = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-        a.record()
-        step()
-        b.record()
-        b.synchronize()
-        t.append(a.elapsed_time(b))
-    return median_ms(t)
+    return median_ms(_torch_timed(step, warmup, iters, grad=True))
 
 
 # ==========================================================================================
