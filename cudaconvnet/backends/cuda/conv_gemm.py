@@ -3,12 +3,11 @@ columns (cuda_src/cudaconv2/unfold.cu) and every pass done as cuBLAS products. N
 port; the 2012 kernels (filter_acts.py, img_acts.py, weight_acts.py) stay the default.
 
 Chosen by `set_conv_kernels("gemm")` (the training loop's --conv-kernels=gemm), and by
-"winograd", which sends 3x3 stride-1 filterActs and imgActs on to conv_winograd.py;
-convFilterActs, convImgActs and convWeightActs then come
-here after their own shape checks. Local (unshared) layers and sparse random connectivity
-always run the 2012 kernels. Same arguments and results as the 2012 functions, so the
-NumPy reference checks both; unlike the 2012 kernels, any numbers of filters, colours and
-images are accepted.
+"winograd", which sends 3x3 stride-1 filterActs and imgActs on to conv_winograd.py.
+convFilterActs, convImgActs and convWeightActs come here after their own shape checks;
+locally connected layers and sparse random connectivity always run the 2012 kernels. Same
+arguments and results as the 2012 functions, so the NumPy reference checks both; unlike the
+2012 kernels, any numbers of filters, colours and images are accepted.
 
 Per pass, with K = numFilterColors * filterSize^2 rows per group and the modules taken in
 chunks whose column buffer fits the workspace (CUDACONVNET_GEMM_WORKSPACE_MB, default 256):
@@ -185,4 +184,3 @@ def weightActs(g, images, hidActs, targets, partialSum, scaleTargets, scaleOutpu
             gemm_batched(False, True, g.K, g.Fg, span, scaleOutput, ptr(cols) + 4 * grp * g.K * w, w, span,
                          ptr(hidActs) + 4 * (grp * g.Fg * ldh + m0 * g.N), ldh, span,
                          beta, ptr(targets) + 4 * (p * g.K * g.F + grp * g.Fg), g.F, g.K * g.F, batch)
-

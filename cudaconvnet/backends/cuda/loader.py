@@ -213,4 +213,3 @@ def source_digest():
     for p in sorted(CUDA_SRC.rglob("*.cu*")):
         h.update(p.read_bytes())
     return h.hexdigest()[:16]
-
