@@ -156,3 +156,25 @@ def test_gpu_single_specialisation_matches_the_bundle(cuda_kernels, monkeypatch)
         results.append(be.to_host(y))
     assert np.array_equal(results[0], results[1])
     assert np.allclose(results[0], np.exp(be.to_host(x)), rtol=1e-5)
+
+
+def test_without_nvcc_the_backend_needs_the_bundles(cache, monkeypatch):
+    """No nvcc and no bundles for this GPU: get_backend('cuda') says so in one line (and
+    'auto' falls back to NumPy); with every bundle present the backend is usable."""
+    from cudaconvnet import backends
+    from cudaconvnet.backends import cuda
+    loaded = []
+    _fake_driver(monkeypatch, loaded)
+    drv = sys.modules["pycuda.driver"]
+    drv.init = lambda: None
+    drv.Error = RuntimeError
+    drv.Device = type("Device", (), {"count": staticmethod(lambda: 1),
+                                     "__init__": lambda self, i: None, "compute_capability": lambda self: (9, 0)})
+    monkeypatch.setenv("PATH", "/nonexistent")
+    with pytest.raises(backends.BackendUnavailable, match="needs nvcc .* or kernels built beforehand for sm_90"):
+        cuda.check_available()
+    assert backends.get_backend("auto").NAME == "numpy"
+    for f, inst in loader.all_instantiations().items():
+        path = loader.bundle_path(f, inst, "sm_90")
+        path.write_bytes(b"")
+    cuda.check_available()

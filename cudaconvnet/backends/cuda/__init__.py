@@ -40,7 +40,8 @@ except ImportError as e:  # check_available() reports it
 
 
 def check_available():
-    """Raises BackendUnavailable (with the reason) unless PyCUDA and a GPU are usable."""
+    """Raises BackendUnavailable (with the reason) unless PyCUDA and a GPU are usable, and
+    the kernels can be had: nvcc to compile them, or prebuilt bundles for this GPU."""
     from .. import BackendUnavailable
     if _IMPORT_ERROR is not None:
         raise BackendUnavailable("the CUDA backend could not be imported: %s" % _IMPORT_ERROR)
@@ -52,8 +53,16 @@ def check_available():
         drv.init()
         if drv.Device.count() == 0:
             raise BackendUnavailable("the CUDA backend found no GPU")
+        arch = "sm_%d%d" % drv.Device(0).compute_capability()
     except drv.Error as e:
         raise BackendUnavailable("the CUDA backend cannot use the GPU: %s" % e) from None
+    import shutil
+
+    from . import loader
+    if shutil.which("nvcc") is None and not loader.bundles_present(arch):
+        raise BackendUnavailable("the CUDA backend needs nvcc (the CUDA toolkit) on PATH to compile its kernels, "
+                                 "or kernels built beforehand for %s (python -m cudaconvnet.backends.cuda "
+                                 "--arch %s, into CUDACONVNET_KERNEL_CACHE=%s)" % (arch, arch, loader.cache_dir()))
 
 
 def use_device(device_id=-1):

@@ -169,6 +169,11 @@ def build_all(arch, jobs=None, out=print):
     return len(todo)
 
 
+def bundles_present(arch):
+    """Whether every cuda_src file has its bundle for `arch` (then no nvcc is needed)."""
+    return all(bundle_path(f, inst, arch).exists() for f, inst in all_instantiations().items())
+
+
 def device_arch():
     import pycuda.driver as drv
     return "sm_%d%d" % drv.Context.get_device().compute_capability()
