@@ -22,7 +22,6 @@ import os
 import numpy as np
 
 from .. import CONV_KERNELS
-from ..numpy.filter_acts import exact_div
 from . import conv_winograd, nvmatrix
 from .nvmatrix import MAX_GRID_Y, gemm_batched, ptr, row_stride
 
@@ -74,26 +73,11 @@ def module_chunks(numModules, floats_per_module, partialSum=0):
     return [(m0, min(p + ps, m0 + fit), m0 == p) for p in range(0, numModules, ps) for m0 in range(p, p + ps, fit)]
 
 
-class Geometry:
-    """The shapes of one call (of the 2012 function `fn`, whose checks they passed), in the
-    kernels' terms."""
-
-    def __init__(self, fn, numImages, numImgColors, imgSizeY, imgSizeX, numModulesY, numModulesX, filterSize,
-                 paddingStart, moduleStride, numFilters, numGroups):
-        exact_div(fn, "numFilters by numGroups", numFilters, numGroups)   # F / G filters per group
-        self.N, self.C, self.imgSizeY, self.imgSizeX = numImages, numImgColors, imgSizeY, imgSizeX
-        self.mY, self.mX, self.fs = numModulesY, numModulesX, filterSize
-        self.pad, self.stride, self.F, self.G = paddingStart, moduleStride, numFilters, numGroups
-        self.M = numModulesY * numModulesX
-        self.Fg = numFilters // numGroups
-        self.rows = numImgColors * filterSize ** 2          # rows of the column buffer, all groups
-        self.K = self.rows // numGroups                     # rows per group
-
-    def kernel_args(self, image_matrix, m0, m1):
-        """The integer arguments both kernels start with (image_matrix: the one in the
-        images' layout, whose row stride they take)."""
-        return tuple(np.int32(v) for v in (self.N, row_stride(image_matrix), self.C, self.imgSizeY, self.imgSizeX,
-                                           self.mX, m0, m1, self.fs, self.pad, self.stride))
+def _unfold_args(g, image_matrix, m0, m1):
+    """The integer arguments both kernels of unfold.cu start with, for ConvGeometry g
+    (image_matrix: the one in the images' layout, whose row stride they take)."""
+    return tuple(np.int32(v) for v in (g.numImages, row_stride(image_matrix), g.numImgColors, g.imgSizeY, g.imgSizeX,
+                                       g.numModulesX, m0, m1, g.filterSize, g.paddingStart, g.moduleStride))
 
 
 def _launch(name, threads, rows):
@@ -103,21 +87,27 @@ def _launch(name, threads, rows):
     return nvmatrix.Launch(SRC, name, (), grid, (THREADS, 1, 1))
 
 
+def _rows(g):
+    """Rows of the column buffer: (colour, filter row, filter column), all groups."""
+    return g.numImgColors * g.filterPixels
+
+
 def im2col(g, images, cols, m0, m1):
-    nvmatrix.launch(_launch("kIm2Col", (m1 - m0) * g.N, g.rows), FORMATS["kIm2Col"], ptr(images), ptr(cols),
-           *g.kernel_args(images, m0, m1))
+    lc = _launch("kIm2Col", (m1 - m0) * g.numImages, _rows(g))
+    nvmatrix.launch(lc, FORMATS["kIm2Col"], ptr(images), ptr(cols), *_unfold_args(g, images, m0, m1))
 
 
 def col2im(g, cols, targets, m0, m1, scaleTargets, scaleOutput):
     """Adds the gradients in `cols` (modules m0..m1) into the image rows they touch; with
     several chunks targets must already be scaled (scaleTargets 1 then)."""
-    yStart = max(0, g.pad + (m0 // g.mX) * g.stride)
-    yEnd = min(g.imgSizeY, g.pad + ((m1 - 1) // g.mX) * g.stride + g.fs)
+    mX, stride = g.numModulesX, g.moduleStride
+    yStart = max(0, g.paddingStart + (m0 // mX) * stride)
+    yEnd = min(g.imgSizeY, g.paddingStart + ((m1 - 1) // mX) * stride + g.filterSize)
     if yEnd <= yStart:
         return
-    nvmatrix.launch(_launch("kCol2Im", (yEnd - yStart) * g.imgSizeX * g.N, g.C), FORMATS["kCol2Im"], ptr(cols),
-           ptr(targets), *g.kernel_args(targets, m0, m1), np.int32(yStart), np.int32(yEnd),
-           np.float32(scaleTargets), np.float32(scaleOutput))
+    lc = _launch("kCol2Im", (yEnd - yStart) * g.imgSizeX * g.numImages, g.numImgColors)
+    nvmatrix.launch(lc, FORMATS["kCol2Im"], ptr(cols), ptr(targets), *_unfold_args(g, targets, m0, m1),
+                    np.int32(yStart), np.int32(yEnd), np.float32(scaleTargets), np.float32(scaleOutput))
 
 
 def _scale_in_place(m, s):
@@ -127,60 +117,66 @@ def _scale_in_place(m, s):
         nvmatrix.scale(m, s, m)
 
 
+# The three passes, for the ConvGeometry g of the call (backends/numpy's, which the 2012
+# checks produced). Below N = numImages, F = numFilters, Fg = numFiltersPerGroup, G =
+# numGroups, M = numModules, K = Kg (filter rows per group), w = a chunk's columns.
+
 def filterActs(g, images, filters, targets, scaleTargets, scaleOutput):
     """targets (F * M, N) = scaleTargets * targets + scaleOutput * conv(images, filters)."""
-    if g.N == 0:
+    if g.numImages == 0:
         return
     if _winograd(g):
         return conv_winograd.filterActs(g, images, filters, targets, scaleTargets, scaleOutput)
-    ldt = g.M * g.N                          # targets as (F, M * N)
-    for m0, m1, _ in module_chunks(g.M, g.rows * g.N):
-        w = (m1 - m0) * g.N
-        cols = nvmatrix.empty(g.rows, w)
+    N, F, Fg, K = g.numImages, g.numFilters, g.numFiltersPerGroup, g.Kg
+    ldt = g.numModules * N                   # targets as (F, M * N)
+    for m0, m1, _ in module_chunks(g.numModules, _rows(g) * N):
+        w = (m1 - m0) * N
+        cols = nvmatrix.empty(_rows(g), w)
         im2col(g, images, cols, m0, m1)
         # per group: targets_g (Fg, w) = filters_g^T (Fg, K) @ cols_g (K, w)
-        gemm_batched(True, False, g.Fg, w, g.K, scaleOutput, ptr(filters), g.F, g.Fg, ptr(cols), w, g.K * w,
-                     scaleTargets, ptr(targets) + 4 * m0 * g.N, ldt, g.Fg * ldt, g.G)
+        gemm_batched(True, False, Fg, w, K, scaleOutput, ptr(filters), F, Fg, ptr(cols), w, K * w,
+                     scaleTargets, ptr(targets) + 4 * m0 * N, ldt, Fg * ldt, g.numGroups)
 
 
 def imgActs(g, hidActs, filters, targets, scaleTargets, scaleOutput):
     """targets (C * imgPixels, N) = scaleTargets * targets + scaleOutput * d conv / d images."""
-    if g.N == 0:
+    if g.numImages == 0:
         return
     if _winograd(g):
         return conv_winograd.imgActs(g, hidActs, filters, targets, scaleTargets, scaleOutput)
-    ldh = g.M * g.N                          # hidActs as (F, M * N)
-    chunks = module_chunks(g.M, g.rows * g.N)
+    N, F, Fg, K = g.numImages, g.numFilters, g.numFiltersPerGroup, g.Kg
+    ldh = g.numModules * N                   # hidActs as (F, M * N)
+    chunks = module_chunks(g.numModules, _rows(g) * N)
     if len(chunks) > 1:                      # chunks overlap in image rows: scale once, then add
         _scale_in_place(targets, scaleTargets)
         scaleTargets = 1.0
     for m0, m1, _ in chunks:
-        w = (m1 - m0) * g.N
-        cols = nvmatrix.empty(g.rows, w)
+        w = (m1 - m0) * N
+        cols = nvmatrix.empty(_rows(g), w)
         # per group: cols_g (K, w) = filters_g (K, Fg) @ hidActs_g (Fg, w)
-        gemm_batched(False, False, g.K, w, g.Fg, 1.0, ptr(filters), g.F, g.Fg, ptr(hidActs) + 4 * m0 * g.N, ldh,
-                     g.Fg * ldh, 0.0, ptr(cols), w, g.K * w, g.G)
+        gemm_batched(False, False, K, w, Fg, 1.0, ptr(filters), F, Fg, ptr(hidActs) + 4 * m0 * N, ldh, Fg * ldh,
+                     0.0, ptr(cols), w, K * w, g.numGroups)
         col2im(g, cols, targets, m0, m1, scaleTargets, scaleOutput)
 
 
 def weightActs(g, images, hidActs, targets, partialSum, scaleTargets, scaleOutput):
     """targets (M / partialSum * K, F): per partial sum p, scaleTargets * targets_p +
     scaleOutput * the filter gradient summed over its modules."""
-    ps = partialSum or g.M
-    if g.N == 0:
+    if g.numImages == 0:
         _scale_in_place(targets, scaleTargets)
         return
-    ldh = g.M * g.N
-    for m0, m1, first in module_chunks(g.M, g.rows * g.N, ps):
-        w = (m1 - m0) * g.N
-        cols = nvmatrix.empty(g.rows, w)
+    N, F, Fg, K = g.numImages, g.numFilters, g.numFiltersPerGroup, g.Kg
+    ps = partialSum or g.numModules
+    ldh = g.numModules * N
+    for m0, m1, first in module_chunks(g.numModules, _rows(g) * N, ps):
+        w = (m1 - m0) * N
+        cols = nvmatrix.empty(_rows(g), w)
         im2col(g, images, cols, m0, m1)
-        span = min(ps, m1 - m0) * g.N        # columns per product
-        batch = w // span
+        span = min(ps, m1 - m0) * N          # columns per product
         p = m0 // ps                         # the first partial sum of the chunk
         beta = scaleTargets if first else 1.0
-        for grp in range(g.G):
+        for grp in range(g.numGroups):
             # targets_p (K, Fg) = cols_g[p] (K, span) @ hidActs_g[p]^T (span, Fg), for each p
-            gemm_batched(False, True, g.K, g.Fg, span, scaleOutput, ptr(cols) + 4 * grp * g.K * w, w, span,
-                         ptr(hidActs) + 4 * (grp * g.Fg * ldh + m0 * g.N), ldh, span,
-                         beta, ptr(targets) + 4 * (p * g.K * g.F + grp * g.Fg), g.F, g.K * g.F, batch)
+            gemm_batched(False, True, K, Fg, span, scaleOutput, ptr(cols) + 4 * grp * K * w, w, span,
+                         ptr(hidActs) + 4 * (grp * Fg * ldh + m0 * N), ldh, span,
+                         beta, ptr(targets) + 4 * (p * K * F + grp * Fg), F, K * F, w // span)

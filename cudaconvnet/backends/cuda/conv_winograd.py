@@ -20,7 +20,8 @@ FORMATS = {"kWinogradFilters": "PPiii", "kWinogradInputs": "PPiiiiiiii", "kWinog
 
 
 def applies(g):
-    return g.fs == 3 and g.stride == 1
+    """Whether ConvGeometry g is one Winograd's F(2x2, 3x3) serves: 3x3 filters, stride 1."""
+    return g.filterSize == 3 and g.moduleStride == 1
 
 
 def _launch(name, threads, rows, *args):
@@ -63,12 +64,12 @@ def _convolve(inputs, U, targets, N, Cin, Cout, G, inY, inX, outY, outX, padding
 
 def filterActs(g, images, filters, targets, scaleTargets, scaleOutput):
     U = transform_filters(filters, False)
-    _convolve(images, U, targets, g.N, g.C, g.F, g.G, g.imgSizeY, g.imgSizeX, g.mY, g.mX, g.pad, True,
-              scaleTargets, scaleOutput)
+    _convolve(images, U, targets, g.numImages, g.numImgColors, g.numFilters, g.numGroups, g.imgSizeY, g.imgSizeX,
+              g.numModulesY, g.numModulesX, g.paddingStart, True, scaleTargets, scaleOutput)
 
 
 def imgActs(g, hidActs, filters, targets, scaleTargets, scaleOutput):
     # the input gradient: hidActs correlated with the turned filters, padding 2 - padding
     U = transform_filters(filters, True)
-    _convolve(hidActs, U, targets, g.N, g.F, g.C, g.G, g.mY, g.mX, g.imgSizeY, g.imgSizeX, -2 - g.pad, False,
-              scaleTargets, scaleOutput)
+    _convolve(hidActs, U, targets, g.numImages, g.numFilters, g.numImgColors, g.numGroups, g.numModulesY,
+              g.numModulesX, g.imgSizeY, g.imgSizeX, -2 - g.paddingStart, False, scaleTargets, scaleOutput)

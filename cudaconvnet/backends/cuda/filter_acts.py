@@ -18,7 +18,7 @@ from collections import namedtuple
 
 import numpy as np
 
-from ..numpy.filter_acts import check_geometry, exact_div, square_side
+from ..numpy.filter_acts import filter_acts_geometry
 from . import conv_gemm
 from .nvmatrix import DIVUP, check_gpu_matrix, check_grid, imgs_per_thread_128
 
@@ -150,23 +150,13 @@ def _filter_acts(fn, images, filters, targets, imgSizeY, numModulesY, numModules
                  moduleStride, numImgColors, numGroups, scaleTargets, scaleOutput, conv):
     imgStride = check_gpu_matrix(fn, "images", images, contiguous=False)
     check_gpu_matrix(fn, "filters", filters)
-    numImages = images.shape[1]
-    numFilters = filters.shape[1]
-    require(numImgColors > 0 and numGroups > 0, fn, "numImgColors and numGroups must be positive")
-    numFilterColors = exact_div(fn, "numImgColors by numGroups", numImgColors, numGroups)
-    numModules = numModulesY * numModulesX
-    imgPixels = exact_div(fn, "images rows by numImgColors", images.shape[0], numImgColors)
-    imgSizeX = exact_div(fn, "imgPixels by imgSizeY", imgPixels, imgSizeY)
-    filterModuleMult = 1 if conv else numModules
-    filterPixels = exact_div(fn, "filters rows by %snumFilterColors" % ("" if conv else "numModules * "),
-                             filters.shape[0], filterModuleMult * numFilterColors)
-    filterSize = square_side(fn, "filterPixels", filterPixels)
-    check_geometry(fn, imgSizeY, imgSizeX, numModulesY, numModulesX, filterSize, paddingStart, moduleStride)
+    geo = filter_acts_geometry(fn, images.shape, filters.shape, imgSizeY, numModulesY, numModulesX, paddingStart,
+                               moduleStride, numImgColors, numGroups, conv)
+    numImages, numFilters, numModules = geo.numImages, geo.numFilters, geo.numModules
+    imgSizeX, filterSize = geo.imgSizeX, geo.filterSize
     check_gpu_matrix(fn, "targets", targets, numFilters * numModules, numImages)
     if conv and conv_gemm.active():
-        g = conv_gemm.Geometry(fn, numImages, numImgColors, imgSizeY, imgSizeX, numModulesY, numModulesX,
-                               filterSize, paddingStart, moduleStride, numFilters, numGroups)
-        return conv_gemm.filterActs(g, images, filters, targets, scaleTargets, scaleOutput)
+        return conv_gemm.filterActs(geo, images, filters, targets, scaleTargets, scaleOutput)
     launch = select_filter_acts(numImages, numFilters, numImgColors, numGroups, numModules, scaleTargets)
     if numImages == 0:
         return

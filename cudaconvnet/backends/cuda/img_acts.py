@@ -13,7 +13,7 @@ hidActs, filters and targets must all be C-contiguous (as in 2012).
 """
 import numpy as np
 
-from ..numpy.filter_acts import check_geometry, exact_div, square_side
+from ..numpy.img_acts import img_acts_geometry
 from . import conv_gemm
 from .filter_acts import Launch, ptr, require, run, sweep
 from .nvmatrix import DIVUP, check_gpu_matrix, check_grid, imgs_per_thread_128
@@ -94,23 +94,12 @@ def _img_acts(fn, hidActs, filters, targets, imgSizeY, imgSizeX, numModulesY, pa
               numImgColors, numGroups, scaleTargets, scaleOutput, conv):
     check_gpu_matrix(fn, "hidActs", hidActs)
     check_gpu_matrix(fn, "filters", filters)
-    numImages = hidActs.shape[1]
-    numFilters = filters.shape[1]
-    require(numImgColors > 0 and numGroups > 0 and numFilters > 0, fn,
-            "numImgColors, numGroups and numFilters must be positive")
-    numFilterColors = exact_div(fn, "numImgColors by numGroups", numImgColors, numGroups)
-    numModules = exact_div(fn, "hidActs rows by numFilters", hidActs.shape[0], numFilters)
-    numModulesX = exact_div(fn, "numModules by numModulesY", numModules, numModulesY)
-    filterModuleMult = 1 if conv else numModules
-    filterPixels = exact_div(fn, "filters rows by %snumFilterColors" % ("" if conv else "numModules * "),
-                             filters.shape[0], filterModuleMult * numFilterColors)
-    filterSize = square_side(fn, "filterPixels", filterPixels)
-    check_geometry(fn, imgSizeY, imgSizeX, numModulesY, numModulesX, filterSize, paddingStart, moduleStride)
+    geo = img_acts_geometry(fn, hidActs.shape, filters.shape, imgSizeY, imgSizeX, numModulesY, paddingStart,
+                            moduleStride, numImgColors, numGroups, conv)
+    numImages, numFilters, numModulesX, filterSize = geo.numImages, geo.numFilters, geo.numModulesX, geo.filterSize
     check_gpu_matrix(fn, "targets", targets, numImgColors * imgSizeY * imgSizeX, numImages)
     if conv and conv_gemm.active():
-        g = conv_gemm.Geometry(fn, numImages, numImgColors, imgSizeY, imgSizeX, numModulesY, numModulesX,
-                               filterSize, paddingStart, moduleStride, numFilters, numGroups)
-        return conv_gemm.imgActs(g, hidActs, filters, targets, scaleTargets, scaleOutput)
+        return conv_gemm.imgActs(geo, hidActs, filters, targets, scaleTargets, scaleOutput)
     launch = select_img_acts(numImages, numFilters, numImgColors, numGroups, imgSizeY, imgSizeX,
                              scaleTargets, conv)
     if numImages == 0:

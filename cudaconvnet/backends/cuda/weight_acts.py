@@ -13,7 +13,7 @@ multiple of 4 (no groups), or colours per group that are not (groups).
 """
 import numpy as np
 
-from ..numpy.filter_acts import check_geometry, exact_div
+from ..numpy.weight_acts import partial_sums, weight_acts_geometry
 from . import conv_gemm
 from .filter_acts import Launch, ptr, require, run, sweep
 from .nvmatrix import DIVUP, check_gpu_matrix, check_grid
@@ -98,30 +98,17 @@ def _weight_acts(fn, images, hidActs, targets, imgSizeY, numModulesY, numModules
                  moduleStride, numImgColors, numGroups, partialSum, scaleTargets, scaleOutput):
     imgStride = check_gpu_matrix(fn, "images", images, contiguous=False)
     check_gpu_matrix(fn, "hidActs", hidActs)
-    numImages = images.shape[1]
-    numModules = numModulesY * numModulesX
-    require(numModules > 0, fn, "numModulesY and numModulesX must be positive")
-    require(numImgColors > 0 and numGroups > 0, fn, "numImgColors and numGroups must be positive")
-    numFilters = exact_div(fn, "hidActs rows by numModules", hidActs.shape[0], numModules)
-    numFilterColors = exact_div(fn, "numImgColors by numGroups", numImgColors, numGroups)
-    imgPixels = exact_div(fn, "images rows by numImgColors", images.shape[0], numImgColors)
-    imgSizeX = exact_div(fn, "imgPixels by imgSizeY", imgPixels, imgSizeY)
-    check_geometry(fn, imgSizeY, imgSizeX, numModulesY, numModulesX, filterSize, paddingStart, moduleStride)
-    check_gpu_matrix(fn, "hidActs", hidActs, cols=numImages)
+    geo = weight_acts_geometry(fn, images.shape, hidActs.shape, imgSizeY, numModulesY, numModulesX, filterSize,
+                               paddingStart, moduleStride, numImgColors, numGroups)
+    numImages, numFilters, numModules, imgSizeX = geo.numImages, geo.numFilters, geo.numModules, geo.imgSizeX
     if fn == "convWeightActs" and conv_gemm.active():
-        require(partialSum >= 0, fn, "partialSum must be >= 0 (got %d)" % partialSum)
-        require(numModules % (partialSum or numModules) == 0, fn,
-                "partialSum (%d) must divide the number of modules (%d)" % (partialSum, numModules))
-        check_gpu_matrix(fn, "targets", targets, (numModules // (partialSum or numModules)) * numFilterColors *
-                         filterSize ** 2, numFilters)
-        g = conv_gemm.Geometry(fn, numImages, numImgColors, imgSizeY, imgSizeX, numModulesY, numModulesX,
-                               filterSize, paddingStart, moduleStride, numFilters, numGroups)
-        return conv_gemm.weightActs(g, images, hidActs, targets, partialSum, scaleTargets, scaleOutput)
+        sums = partial_sums(fn, numModules, partialSum)[1]
+        check_gpu_matrix(fn, "targets", targets, sums * geo.Kg, numFilters)
+        return conv_gemm.weightActs(geo, images, hidActs, targets, partialSum, scaleTargets, scaleOutput)
     launch = select_weight_acts(numImages, numFilters, numImgColors, numGroups, numModules, partialSum,
                                 filterSize, scaleTargets)
     partialSum = numModules if partialSum == 0 else partialSum
-    check_gpu_matrix(fn, "targets", targets, (numModules // partialSum) * numFilterColors * filterSize ** 2,
-                     numFilters)
+    check_gpu_matrix(fn, "targets", targets, (numModules // partialSum) * geo.Kg, numFilters)
     i32, f32 = np.int32, np.float32
     args = (ptr(images), ptr(hidActs), ptr(targets), i32(numImages), i32(numFilters), i32(numModulesY),
             i32(numModulesX), i32(imgSizeY), i32(imgSizeX), i32(filterSize), i32(paddingStart),

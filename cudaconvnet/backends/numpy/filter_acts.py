@@ -284,7 +284,8 @@ def conv_in_image_taps(img4, w4, out4, paddingStart, moduleStride, numGroups, sc
 
 
 class ConvGeometry:
-    """Sizes shared by filterActs, imgActs and weightActs (names as in the 2012 wrappers)."""
+    """Sizes shared by filterActs, imgActs and weightActs (names as in the 2012 wrappers),
+    in both backends."""
 
     def __init__(self, **kw):
         self.__dict__.update(kw)
@@ -318,31 +319,41 @@ def check_colors_groups(fn, numImgColors, numGroups, numFilters):
 
 # ----------------------------------------------------------------------------------------
 
+def filter_acts_geometry(fn, imagesShape, filtersShape, imgSizeY, numModulesY, numModulesX,
+                         paddingStart, moduleStride, numImgColors, numGroups, conv):
+    """The 2012 wrappers' checks of (conv|local)FilterActs on the shapes of images and
+    filters, which both backends make; returns the sizes as a ConvGeometry."""
+    numFilters = filtersShape[1]
+    check_colors_groups(fn, numImgColors, numGroups, numFilters)
+    numFilterColors = numImgColors // numGroups
+    numModules = numModulesY * numModulesX
+    imgPixels = exact_div(fn, "images rows by numImgColors", imagesShape[0], numImgColors)
+    imgSizeX = exact_div(fn, "imgPixels by imgSizeY", imgPixels, imgSizeY)
+    filterModuleMult = 1 if conv else numModules
+    filterPixels = exact_div(fn, "filters rows by %s numFilterColors"
+                             % ("" if conv else "numModules *"),
+                             filtersShape[0], filterModuleMult * numFilterColors)
+    filterSize = square_side(fn, "filterPixels", filterPixels)
+    check_geometry(fn, imgSizeY, imgSizeX, numModulesY, numModulesX, filterSize,
+                   paddingStart, moduleStride)
+    return ConvGeometry(numImages=imagesShape[1], numImgColors=numImgColors, numGroups=numGroups,
+                        numFilters=numFilters, imgSizeY=imgSizeY, imgSizeX=imgSizeX,
+                        numModulesY=numModulesY, numModulesX=numModulesX, filterSize=filterSize,
+                        paddingStart=paddingStart, moduleStride=moduleStride)
+
+
 def _filter_acts(fn, images, filters, targets, imgSizeY, numModulesY, numModulesX,
                  paddingStart, moduleStride, numImgColors, numGroups, scaleTargets,
                  scaleOutput, conv):
     check_matrix(fn, "images", images)
     check_matrix(fn, "filters", filters)
-    numFilters = filters.shape[1]
-    numImages = images.shape[1]
-    check_colors_groups(fn, numImgColors, numGroups, numFilters)
-    numFilterColors = numImgColors // numGroups
-    numModules = numModulesY * numModulesX
-    imgPixels = exact_div(fn, "images rows by numImgColors", images.shape[0], numImgColors)
-    imgSizeX = exact_div(fn, "imgPixels by imgSizeY", imgPixels, imgSizeY)
-    filterModuleMult = 1 if conv else numModules
-    filterPixels = exact_div(fn, "filters rows by %s numFilterColors"
-                             % ("" if conv else "numModules *"),
-                             filters.shape[0], filterModuleMult * numFilterColors)
-    filterSize = square_side(fn, "filterPixels", filterPixels)
-    check_geometry(fn, imgSizeY, imgSizeX, numModulesY, numModulesX, filterSize,
-                   paddingStart, moduleStride)
+    geo = filter_acts_geometry(fn, images.shape, filters.shape, imgSizeY, numModulesY,
+                               numModulesX, paddingStart, moduleStride, numImgColors, numGroups,
+                               conv)
+    numFilters, numImages, numModules = geo.numFilters, geo.numImages, geo.numModules
+    numFilterColors, imgSizeX, filterSize = geo.numFilterColors, geo.imgSizeX, geo.filterSize
     check_matrix(fn, "targets", targets, numFilters * numModules, numImages, writeable=True)
 
-    geo = ConvGeometry(numImgColors=numImgColors, numGroups=numGroups, numFilters=numFilters,
-                       imgSizeY=imgSizeY, imgSizeX=imgSizeX, numModulesY=numModulesY,
-                       numModulesX=numModulesX, filterSize=filterSize,
-                       paddingStart=paddingStart, moduleStride=moduleStride)
     img4 = images.reshape(numImgColors, imgSizeY, imgSizeX, numImages)
     if conv:
         conv_in_image_taps(img4, filters.reshape(numFilterColors, filterSize, filterSize,

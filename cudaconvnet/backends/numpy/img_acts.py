@@ -15,30 +15,39 @@ from .filter_acts import (ConvGeometry, check_colors_groups, check_geometry, che
 __all__ = ["convImgActs", "localImgActs"]
 
 
-def _img_acts(fn, hidActs, filters, targets, imgSizeY, imgSizeX, numModulesY, paddingStart,
-              moduleStride, numImgColors, numGroups, scaleTargets, scaleOutput, conv):
-    check_matrix(fn, "hidActs", hidActs)
-    check_matrix(fn, "filters", filters)
-    numImages = hidActs.shape[1]
-    numFilters = filters.shape[1]
+def img_acts_geometry(fn, hidActsShape, filtersShape, imgSizeY, imgSizeX, numModulesY,
+                      paddingStart, moduleStride, numImgColors, numGroups, conv):
+    """The 2012 wrappers' checks of (conv|local)ImgActs on the shapes of hidActs and
+    filters, which both backends make; returns the sizes as a ConvGeometry."""
+    numFilters = filtersShape[1]
     check_colors_groups(fn, numImgColors, numGroups, numFilters)
     numFilterColors = numImgColors // numGroups
-    numModules = exact_div(fn, "hidActs rows by numFilters", hidActs.shape[0], numFilters)
+    numModules = exact_div(fn, "hidActs rows by numFilters", hidActsShape[0], numFilters)
     numModulesX = exact_div(fn, "numModules by numModulesY", numModules, numModulesY)
     filterModuleMult = 1 if conv else numModules
     filterPixels = exact_div(fn, "filters rows by %s numFilterColors"
                              % ("" if conv else "numModules *"),
-                             filters.shape[0], filterModuleMult * numFilterColors)
+                             filtersShape[0], filterModuleMult * numFilterColors)
     filterSize = square_side(fn, "filterPixels", filterPixels)
     check_geometry(fn, imgSizeY, imgSizeX, numModulesY, numModulesX, filterSize,
                    paddingStart, moduleStride)
+    return ConvGeometry(numImages=hidActsShape[1], numImgColors=numImgColors, numGroups=numGroups,
+                        numFilters=numFilters, imgSizeY=imgSizeY, imgSizeX=imgSizeX,
+                        numModulesY=numModulesY, numModulesX=numModulesX, filterSize=filterSize,
+                        paddingStart=paddingStart, moduleStride=moduleStride)
+
+
+def _img_acts(fn, hidActs, filters, targets, imgSizeY, imgSizeX, numModulesY, paddingStart,
+              moduleStride, numImgColors, numGroups, scaleTargets, scaleOutput, conv):
+    check_matrix(fn, "hidActs", hidActs)
+    check_matrix(fn, "filters", filters)
+    geo = img_acts_geometry(fn, hidActs.shape, filters.shape, imgSizeY, imgSizeX, numModulesY,
+                            paddingStart, moduleStride, numImgColors, numGroups, conv)
+    numImages, numFilters, numModules = geo.numImages, geo.numFilters, geo.numModules
+    numModulesX, filterSize = geo.numModulesX, geo.filterSize
     check_matrix(fn, "targets", targets, numImgColors * imgSizeY * imgSizeX, numImages,
                  writeable=True)
 
-    geo = ConvGeometry(numImgColors=numImgColors, numGroups=numGroups, numFilters=numFilters,
-                       imgSizeY=imgSizeY, imgSizeX=imgSizeX, numModulesY=numModulesY,
-                       numModulesX=numModulesX, filterSize=filterSize,
-                       paddingStart=paddingStart, moduleStride=moduleStride)
     hid3 = hidActs.reshape(numFilters, numModules, numImages)
     tgt4 = targets.reshape(numImgColors, imgSizeY, imgSizeX, numImages)
     if conv and moduleStride == 1 and numFilters <= 2 * numImgColors:

@@ -22,25 +22,43 @@ from .filter_acts import (ConvGeometry, check_colors_groups, check_geometry, che
 __all__ = ["convWeightActs", "localWeightActs"]
 
 
+def weight_acts_geometry(fn, imagesShape, hidActsShape, imgSizeY, numModulesY, numModulesX,
+                         filterSize, paddingStart, moduleStride, numImgColors, numGroups):
+    """The 2012 wrappers' checks of (conv|local)WeightActs on the shapes of images and
+    hidActs, which both backends make; returns the sizes as a ConvGeometry."""
+    numImages = imagesShape[1]
+    numModules = numModulesY * numModulesX
+    if numModules < 1:
+        raise ValueError("%s: numModulesY and numModulesX must be positive" % fn)
+    numFilters = exact_div(fn, "hidActs rows by numModules", hidActsShape[0], numModules)
+    check_colors_groups(fn, numImgColors, numGroups, numFilters)
+    imgPixels = exact_div(fn, "images rows by numImgColors", imagesShape[0], numImgColors)
+    imgSizeX = exact_div(fn, "imgPixels by imgSizeY", imgPixels, imgSizeY)
+    check_geometry(fn, imgSizeY, imgSizeX, numModulesY, numModulesX, filterSize,
+                   paddingStart, moduleStride)
+    if hidActsShape[1] != numImages:
+        raise ValueError("%s: hidActs has %d columns, expected %d" % (fn, hidActsShape[1], numImages))
+    return ConvGeometry(numImages=numImages, numImgColors=numImgColors, numGroups=numGroups,
+                        numFilters=numFilters, imgSizeY=imgSizeY, imgSizeX=imgSizeX,
+                        numModulesY=numModulesY, numModulesX=numModulesX, filterSize=filterSize,
+                        paddingStart=paddingStart, moduleStride=moduleStride)
+
+
+def partial_sums(fn, numModules, partialSum):
+    """(partialSum, number of partial sums), partialSum 0 meaning numModules (one sum)."""
+    if partialSum < 0:
+        raise ValueError("%s: partialSum must be >= 0, got %d" % (fn, partialSum))
+    partialSum = numModules if partialSum == 0 else partialSum
+    return partialSum, exact_div(fn, "numModules by partialSum", numModules, partialSum)
+
+
 def _check(fn, images, hidActs, imgSizeY, numModulesY, numModulesX, filterSize, paddingStart,
            moduleStride, numImgColors, numGroups):
     check_matrix(fn, "images", images)
     check_matrix(fn, "hidActs", hidActs)
-    numImages = images.shape[1]
-    numModules = numModulesY * numModulesX
-    if numModules < 1:
-        raise ValueError("%s: numModulesY and numModulesX must be positive" % fn)
-    numFilters = exact_div(fn, "hidActs rows by numModules", hidActs.shape[0], numModules)
-    check_colors_groups(fn, numImgColors, numGroups, numFilters)
-    imgPixels = exact_div(fn, "images rows by numImgColors", images.shape[0], numImgColors)
-    imgSizeX = exact_div(fn, "imgPixels by imgSizeY", imgPixels, imgSizeY)
-    check_geometry(fn, imgSizeY, imgSizeX, numModulesY, numModulesX, filterSize,
-                   paddingStart, moduleStride)
-    check_matrix(fn, "hidActs", hidActs, cols=numImages)
-    return ConvGeometry(numImgColors=numImgColors, numGroups=numGroups, numFilters=numFilters,
-                        imgSizeY=imgSizeY, imgSizeX=imgSizeX, numModulesY=numModulesY,
-                        numModulesX=numModulesX, filterSize=filterSize,
-                        paddingStart=paddingStart, moduleStride=moduleStride)
+    return weight_acts_geometry(fn, images.shape, hidActs.shape, imgSizeY, numModulesY,
+                                numModulesX, filterSize, paddingStart, moduleStride, numImgColors,
+                                numGroups)
 
 
 def _chunk_plan(numModulesY, numModulesX, partialSum, max_rows):
@@ -192,10 +210,7 @@ def convWeightActs(images, hidActs, targets, imgSizeY, numModulesY, numModulesX,
     fn = "convWeightActs"
     geo = _check(fn, images, hidActs, imgSizeY, numModulesY, numModulesX, filterSize,
                  paddingStart, moduleStride, numImgColors, numGroups)
-    if partialSum < 0:
-        raise ValueError("%s: partialSum must be >= 0, got %d" % (fn, partialSum))
-    partialSum = geo.numModules if partialSum == 0 else partialSum
-    numPartials = exact_div(fn, "numModules by partialSum", geo.numModules, partialSum)
+    partialSum, numPartials = partial_sums(fn, geo.numModules, partialSum)
     check_matrix(fn, "targets", targets, numPartials * geo.Kg, geo.numFilters, writeable=True)
 
     numImages = images.shape[1]
