@@ -323,21 +323,26 @@ def filter_acts_geometry(fn, imagesShape, filtersShape, imgSizeY, numModulesY, n
                          paddingStart, moduleStride, numImgColors, numGroups, conv):
     """The 2012 wrappers' checks of (conv|local)FilterActs on the shapes of images and
     filters, which both backends make; returns the sizes as a ConvGeometry."""
-    numFilters = filtersShape[1]
-    check_colors_groups(fn, numImgColors, numGroups, numFilters)
-    numFilterColors = numImgColors // numGroups
-    numModules = numModulesY * numModulesX
+    check_colors_groups(fn, numImgColors, numGroups, filtersShape[1])
     imgPixels = exact_div(fn, "images rows by numImgColors", imagesShape[0], numImgColors)
     imgSizeX = exact_div(fn, "imgPixels by imgSizeY", imgPixels, imgSizeY)
-    filterModuleMult = 1 if conv else numModules
+    return filters_geometry(fn, filtersShape, imagesShape[1], numImgColors, numGroups, imgSizeY,
+                            imgSizeX, numModulesY, numModulesX, paddingStart, moduleStride, conv)
+
+
+def filters_geometry(fn, filtersShape, numImages, numImgColors, numGroups, imgSizeY, imgSizeX,
+                     numModulesY, numModulesX, paddingStart, moduleStride, conv):
+    """The rest of filter_acts_geometry and img_acts_geometry: filterSize from the filters'
+    rows (a bank per module when not conv), the geometry checks, the ConvGeometry."""
+    numModules = numModulesY * numModulesX
     filterPixels = exact_div(fn, "filters rows by %s numFilterColors"
                              % ("" if conv else "numModules *"),
-                             filtersShape[0], filterModuleMult * numFilterColors)
+                             filtersShape[0], (1 if conv else numModules) * (numImgColors // numGroups))
     filterSize = square_side(fn, "filterPixels", filterPixels)
     check_geometry(fn, imgSizeY, imgSizeX, numModulesY, numModulesX, filterSize,
                    paddingStart, moduleStride)
-    return ConvGeometry(numImages=imagesShape[1], numImgColors=numImgColors, numGroups=numGroups,
-                        numFilters=numFilters, imgSizeY=imgSizeY, imgSizeX=imgSizeX,
+    return ConvGeometry(numImages=numImages, numImgColors=numImgColors, numGroups=numGroups,
+                        numFilters=filtersShape[1], imgSizeY=imgSizeY, imgSizeX=imgSizeX,
                         numModulesY=numModulesY, numModulesX=numModulesX, filterSize=filterSize,
                         paddingStart=paddingStart, moduleStride=moduleStride)
 

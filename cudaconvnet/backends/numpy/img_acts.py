@@ -8,9 +8,8 @@ its in-image taps only, see filter_acts.conv_in_image_taps).
 
 import numpy as np
 
-from .filter_acts import (ConvGeometry, check_colors_groups, check_geometry, check_matrix,
-                          chunk_rows, conv_in_image_taps, exact_div, padded_extent, scale_store,
-                          square_side, view2d)
+from .filter_acts import (check_colors_groups, check_matrix, chunk_rows, conv_in_image_taps,
+                          exact_div, filters_geometry, padded_extent, scale_store, view2d)
 
 __all__ = ["convImgActs", "localImgActs"]
 
@@ -21,20 +20,10 @@ def img_acts_geometry(fn, hidActsShape, filtersShape, imgSizeY, imgSizeX, numMod
     filters, which both backends make; returns the sizes as a ConvGeometry."""
     numFilters = filtersShape[1]
     check_colors_groups(fn, numImgColors, numGroups, numFilters)
-    numFilterColors = numImgColors // numGroups
     numModules = exact_div(fn, "hidActs rows by numFilters", hidActsShape[0], numFilters)
     numModulesX = exact_div(fn, "numModules by numModulesY", numModules, numModulesY)
-    filterModuleMult = 1 if conv else numModules
-    filterPixels = exact_div(fn, "filters rows by %s numFilterColors"
-                             % ("" if conv else "numModules *"),
-                             filtersShape[0], filterModuleMult * numFilterColors)
-    filterSize = square_side(fn, "filterPixels", filterPixels)
-    check_geometry(fn, imgSizeY, imgSizeX, numModulesY, numModulesX, filterSize,
-                   paddingStart, moduleStride)
-    return ConvGeometry(numImages=hidActsShape[1], numImgColors=numImgColors, numGroups=numGroups,
-                        numFilters=numFilters, imgSizeY=imgSizeY, imgSizeX=imgSizeX,
-                        numModulesY=numModulesY, numModulesX=numModulesX, filterSize=filterSize,
-                        paddingStart=paddingStart, moduleStride=moduleStride)
+    return filters_geometry(fn, filtersShape, hidActsShape[1], numImgColors, numGroups, imgSizeY,
+                            imgSizeX, numModulesY, numModulesX, paddingStart, moduleStride, conv)
 
 
 def _img_acts(fn, hidActs, filters, targets, imgSizeY, imgSizeX, numModulesY, paddingStart,
