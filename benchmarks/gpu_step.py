@@ -138,6 +138,7 @@ def time_ours(layers, dialect, specs, n, warmup, iters, conv_kernels):
     results = {"device": be.device_name()}
     timed(lambda: net.train_batch(data), warmup)  # compiles every kernel on first use
     results["step_ms"] = median_ms(timed(lambda: net.train_batch(data), iters))
+    results["where"] = profile_step(net, data, drv.Event)
 
     by_name = {l.name: l for l in net.layers}
     per = {}
@@ -167,6 +168,39 @@ def time_ours(layers, dialect, specs, n, warmup, iters, conv_kernels):
             per[(s["name"], p)] = median_ms(timed(fn, iters))
     results["conv"] = per
     return results
+
+
+def profile_step(net, data, Event):
+    """Where one training step's time goes: {(layer type, phase): ms}, phase fprop, bprop
+    or update, from CUDA events around each layer's calls (GPU time, plus any time the GPU
+    waited for Python between them). One step, after the timed ones."""
+    marks = []
+
+    def wrap(layer, method, phase):
+        inner = getattr(layer, method)
+
+        def timed(*args, **kwargs):
+            a, b = Event(), Event()
+            a.record()
+            out = inner(*args, **kwargs)
+            b.record()
+            marks.append(((layer.dic["type"], phase), a, b))
+            return out
+        setattr(layer, method, timed)
+    for layer in net.layers:
+        for method, phase in (("fprop", "fprop"), ("bprop", "bprop"), ("updateWeights", "update")):
+            wrap(layer, method, phase)
+    try:
+        net.train_batch(data)
+        marks[-1][2].synchronize()
+    finally:
+        for layer in net.layers:
+            for method in ("fprop", "bprop", "updateWeights"):
+                del layer.__dict__[method]
+    where = {}
+    for key, a, b in marks:
+        where[key] = where.get(key, 0.0) + a.time_till(b)
+    return where
 
 
 # ==========================================================================================
@@ -397,6 +431,12 @@ def report(specs, n, ours, peers):
     row("conv layers in a step", totals)
     row("training step", [r["step_ms"] for r in results])
     print("(* not part of a training step: the data layer needs no gradient)")
+    for name, r in ours.items():
+        where = r.get("where", {})
+        total = sum(where.values()) or 1.0
+        print("\nours %s, where a step's %.2f ms go (by layer type and phase, CUDA events):" % (name, total))
+        for (kind, phase), ms in sorted(where.items(), key=lambda kv: -kv[1])[:12]:
+            print("  %-14s %-7s %8.3f ms %5.1f%%" % (kind, phase, ms, 100.0 * ms / total))
 
 
 def main(argv=None):
@@ -439,7 +479,7 @@ def main(argv=None):
             return {"%s %s" % k: v for k, v in d.items()}
         out = {"device": next(iter(ours.values()))["device"], "minibatch": args.mini}
         for k, v in ours.items():
-            out["ours_" + k] = {"step_ms": v["step_ms"], "conv": keyed(v["conv"])}
+            out["ours_" + k] = {"step_ms": v["step_ms"], "conv": keyed(v["conv"]), "where": keyed(v["where"])}
         for k, v in peers.items():
             out["cudnn_" + k] = {"step_ms": v["step_ms"], "conv": keyed(v["conv"])}
         with open(args.json, "w") as f:
