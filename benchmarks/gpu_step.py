@@ -403,6 +403,34 @@ def time_torch_step(layers, n, warmup, iters, tf32):
 # ==========================================================================================
 # report
 # ==========================================================================================
+# The original 2012 kernels on one H100 (../shared/golden/kernels/SPEED.md: commit 6627f67's
+# convFilterActs / convImgActs / convWeightActs, minibatch 128, the 2012 ImageNet
+# partialSums; medians, ms): conv1 whole (3 -> 96), the others one tower (conv3: 256 -> 192).
+ORIGINAL_2012_MS = {
+    "conv1": (0.973, 1.183, 1.480), "conv2": (1.258, 1.278, 1.200), "conv3": (1.044, 0.828, 0.899),
+    "conv4": (0.783, 0.642, 0.694), "conv5": (0.600, 0.432, 0.477)}
+# the same work in layers_cfg/layers-alexnet.cfg's passes: conv1 is both towers, conv3's
+# tower is its two inputs
+ORIGINAL_2012_AS_OURS = {"conv1": ("conv1a", "conv1b"), "conv2": ("conv2a",), "conv3": ("conv3a[0]", "conv3a[1]"),
+                         "conv4": ("conv4a",), "conv5": ("conv5a",)}
+PASSES = ("fprop", "bprop-img", "bprop-weights")
+
+
+def report_against_2012(conv):
+    """Our ported 2012 kernels (`conv`: {(pass name, pass): ms}) against the originals'
+    times: the issue's bound is 1.1x. Only for the default config's layer names."""
+    names = {name for name, _ in conv}
+    if not all(set(v) <= names for v in ORIGINAL_2012_AS_OURS.values()):
+        return
+    print("\nours 2012 against the original 2012 kernels (SPEED.md, H100; ms):")
+    print("%-8s %-14s %9s %9s %8s" % ("layer", "pass", "ours", "original", "ratio"))
+    for layer, parts in ORIGINAL_2012_AS_OURS.items():
+        for i, p in enumerate(PASSES):
+            t = sum(conv[(name, p)] for name in parts)
+            orig = ORIGINAL_2012_MS[layer][i]
+            print("%-8s %-14s %9.3f %9.3f %7.2fx" % (layer, p, t, orig, t / orig))
+
+
 def report(specs, n, ours, peers):
     """ours: {conv kernels: results}; peers: {"fp32" / "tf32": results}. One column of
     milliseconds each, then each of ours against cuDNN fp32."""
@@ -422,7 +450,7 @@ def report(specs, n, ours, peers):
         print(line)
     totals = [0.0] * len(results)
     for s in specs:
-        for p in ("fprop", "bprop-img", "bprop-weights"):
+        for p in PASSES:
             values = [r["conv"][(s["name"], p)] for r in results]
             in_step = not (p == "bprop-img" and s["input"] in ("data", "0"))
             if in_step:
@@ -431,6 +459,8 @@ def report(specs, n, ours, peers):
     row("conv layers in a step", totals)
     row("training step", [r["step_ms"] for r in results])
     print("(* not part of a training step: the data layer needs no gradient)")
+    if "2012" in ours and n == 128:
+        report_against_2012(ours["2012"]["conv"])
     for name, r in ours.items():
         where = r.get("where", {})
         total = sum(where.values()) or 1.0
