@@ -102,6 +102,23 @@ def print_specs(specs, n):
             s["imgSize"], s["modulesX"], s["partialSum"], flops(s, n) / 1e9))
 
 
+def event_times(fn, warmup, iters, new_event, elapsed_ms):
+    """Milliseconds of each of `iters` calls of fn() between two CUDA events (pycuda's or
+    torch's: new_event() makes one, elapsed_ms(a, b) reads them), after `warmup` untimed
+    calls (the first ones compile kernels and pick algorithms)."""
+    for _ in range(warmup):
+        fn()
+    t = []
+    for _ in range(iters):
+        a, b = new_event(), new_event()
+        a.record()
+        fn()
+        b.record()
+        b.synchronize()
+        t.append(elapsed_ms(a, b))
+    return t
+
+
 def median_ms(times):
     return statistics.median(times)
 
@@ -124,20 +141,11 @@ def time_ours(layers, dialect, specs, n, warmup, iters, conv_kernels):
     data = [be.array((rng.standard_normal((dims[0], n)) * 50).astype(np.float32)),
             be.array(rng.integers(0, 1000, (1, n)).astype(np.float32))]
 
-    def timed(fn, reps):
-        t = []
-        for _ in range(reps):
-            a, b = drv.Event(), drv.Event()
-            a.record()
-            fn()
-            b.record()
-            b.synchronize()
-            t.append(a.time_till(b))
-        return t
+    def timed(fn, warmup, iters):
+        return event_times(fn, warmup, iters, drv.Event, lambda a, b: a.time_till(b))
 
     results = {"device": be.device_name()}
-    timed(lambda: net.train_batch(data), warmup)  # compiles every kernel on first use
-    results["step_ms"] = median_ms(timed(lambda: net.train_batch(data), iters))
+    results["step_ms"] = median_ms(timed(lambda: net.train_batch(data), warmup, iters))
     results["where"] = profile_step(net, data, drv.Event)
 
     by_name = {l.name: l for l in net.layers}
@@ -164,8 +172,7 @@ def time_ours(layers, dialect, specs, n, warmup, iters, conv_kernels):
             "bprop-weights": lambda: bw(x, v, wtmp, img, m, m, L.filterSize[i], *geo, L.partialSum, 0.0, 1.0),
         }
         for p, fn in passes.items():
-            timed(fn, warmup)
-            per[(s["name"], p)] = median_ms(timed(fn, iters))
+            per[(s["name"], p)] = median_ms(timed(fn, warmup, iters))
     results["conv"] = per
     return results
 
@@ -258,17 +265,8 @@ def _torch_timed(fn, warmup, iters, grad=False):
     """CUDA-event milliseconds of fn(), after `warmup` untimed calls (autograd off unless grad)."""
     import torch
     with contextlib.nullcontext() if grad else torch.no_grad():
-        for _ in range(warmup):
-            fn()
-        t = []
-        for _ in range(iters):
-            a, b = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-            a.record()
-            fn()
-            b.record()
-            b.synchronize()
-            t.append(a.elapsed_time(b))
-    return t
+        return event_times(fn, warmup, iters, lambda: torch.cuda.Event(enable_timing=True),
+                           lambda a, b: a.elapsed_time(b))
 
 
 def build_torch_net(layers):

@@ -195,6 +195,19 @@ class CIFARDataProvider(_CIFARBase):
                           .transpose(0, 2, 3, 1) / 255.0, dtype=np.single)
 
 
+def init_crops(dp, dp_params, test):
+    """What both cropping providers (cifar-cropped, inet-lr-cropped) set up: the border
+    (crop_border, default 4), the crop size, and the 10 views of a multiview test."""
+    dp.border_size = int(dp_params.get("crop_border", 4))
+    dp.inner_size = dp.img_size - 2 * dp.border_size
+    if dp.inner_size <= 0 or dp.border_size < 0:
+        raise DataProviderException("crop_border=%d does not fit %dx%d images"
+                                    % (dp.border_size, dp.img_size, dp.img_size))
+    dp.multiview = bool(dp_params.get("multiview_test", False)) and test
+    dp.num_views = NUM_VIEWS
+    dp.data_mult = dp.num_views if dp.multiview else 1
+
+
 class CroppedCIFARDataProvider(_CIFARBase):
     """'cifar-cropped': (32-2b)^2 crops.  Training: a random crop and a 50% horizontal flip
     per image.  Test: the centre crop, or with multiview_test the 10 views (see crop_views).
@@ -204,14 +217,7 @@ class CroppedCIFARDataProvider(_CIFARBase):
                  dp_params=None, test=False):
         dp_params = {} if dp_params is None else dp_params
         _CIFARBase.__init__(self, data_dir, batch_range, init_epoch, init_batchnum, dp_params, test)
-        self.border_size = int(dp_params.get("crop_border", 4))
-        self.inner_size = self.img_size - 2 * self.border_size
-        if self.inner_size <= 0 or self.border_size < 0:
-            raise DataProviderException("crop_border=%d does not fit %dx%d images"
-                                        % (self.border_size, self.img_size, self.img_size))
-        self.multiview = bool(dp_params.get("multiview_test", False)) and test
-        self.num_views = NUM_VIEWS
-        self.data_mult = self.num_views if self.multiview else 1
+        init_crops(self, dp_params, test)
         self.rng = make_rng(dp_params)
         b, i = self.border_size, self.inner_size
         self.data_mean = self.raw_data_mean.reshape(self.num_colors, self.img_size, self.img_size)[
@@ -379,14 +385,7 @@ class _CroppedImageNetBase(ImageNetDP):
                  dp_params=None, test=False):
         dp_params = {} if dp_params is None else dp_params
         ImageNetDP.__init__(self, data_dir, batch_range, init_epoch, init_batchnum, dp_params, test)
-        self.border_size = int(dp_params.get("crop_border", 4))
-        self.inner_size = self.img_size - 2 * self.border_size
-        if self.inner_size <= 0 or self.border_size < 0:
-            raise DataProviderException("crop_border=%d does not fit %dx%d images"
-                                        % (self.border_size, self.img_size, self.img_size))
-        self.multiview = bool(dp_params.get("multiview_test", False)) and test
-        self.num_views = NUM_VIEWS
-        self.data_mult = self.num_views if self.multiview else 1
+        init_crops(self, dp_params, test)
         self.mini = dp_params.get("minibatch_size")
         self.rng = make_rng(dp_params)
         self.num_threads = int(dp_params.get("threads") or os.cpu_count() or 1)

@@ -23,7 +23,7 @@ import numpy as np
 
 from .. import CONV_KERNELS
 from . import conv_winograd, nvmatrix
-from .nvmatrix import MAX_GRID_Y, gemm_batched, ptr, row_stride
+from .nvmatrix import gemm_batched, launch_1d, ptr, row_stride, scale_targets
 
 SRC = "cudaconv2/unfold.cu"
 THREADS = 256                   # UNFOLD_THREADS of unfold.cu
@@ -80,20 +80,13 @@ def _unfold_args(g, image_matrix, m0, m1):
                                        g.numModulesX, m0, m1, g.filterSize, g.paddingStart, g.moduleStride))
 
 
-def _launch(name, threads, rows):
-    """A kernel of unfold.cu over `threads` threads of UNFOLD_THREADS per block and `rows`
-    rows (or colours) in the grid's y."""
-    grid = (max(1, -(-threads // THREADS)), max(1, min(rows, MAX_GRID_Y)))
-    return nvmatrix.Launch(SRC, name, (), grid, (THREADS, 1, 1))
-
-
 def _rows(g):
     """Rows of the column buffer: (colour, filter row, filter column), all groups."""
     return g.numImgColors * g.filterPixels
 
 
 def im2col(g, images, cols, m0, m1):
-    lc = _launch("kIm2Col", (m1 - m0) * g.numImages, _rows(g))
+    lc = launch_1d(SRC, "kIm2Col", (m1 - m0) * g.numImages, _rows(g), THREADS)
     nvmatrix.launch(lc, FORMATS["kIm2Col"], ptr(images), ptr(cols), *_unfold_args(g, images, m0, m1))
 
 
@@ -105,16 +98,9 @@ def col2im(g, cols, targets, m0, m1, scaleTargets, scaleOutput):
     yEnd = min(g.imgSizeY, g.paddingStart + ((m1 - 1) // mX) * stride + g.filterSize)
     if yEnd <= yStart:
         return
-    lc = _launch("kCol2Im", (yEnd - yStart) * g.imgSizeX * g.numImages, g.numImgColors)
+    lc = launch_1d(SRC, "kCol2Im", (yEnd - yStart) * g.imgSizeX * g.numImages, g.numImgColors, THREADS)
     nvmatrix.launch(lc, FORMATS["kCol2Im"], ptr(cols), ptr(targets), *_unfold_args(g, targets, m0, m1),
                     np.int32(yStart), np.int32(yEnd), np.float32(scaleTargets), np.float32(scaleOutput))
-
-
-def _scale_in_place(m, s):
-    if s == 0:
-        nvmatrix.apply_unary("NVMatrixOps_Zero", m, m)
-    elif s != 1:
-        nvmatrix.scale(m, s, m)
 
 
 # The three passes, for the ConvGeometry g of the call (backends/numpy's, which the 2012
@@ -148,7 +134,7 @@ def imgActs(g, hidActs, filters, targets, scaleTargets, scaleOutput):
     ldh = g.numModules * N                   # hidActs as (F, M * N)
     chunks = module_chunks(g.numModules, _rows(g) * N)
     if len(chunks) > 1:                      # chunks overlap in image rows: scale once, then add
-        _scale_in_place(targets, scaleTargets)
+        scale_targets(targets, scaleTargets)
         scaleTargets = 1.0
     for m0, m1, _ in chunks:
         w = (m1 - m0) * N
@@ -163,7 +149,7 @@ def weightActs(g, images, hidActs, targets, partialSum, scaleTargets, scaleOutpu
     """targets (M / partialSum * K, F): per partial sum p, scaleTargets * targets_p +
     scaleOutput * the filter gradient summed over its modules."""
     if g.numImages == 0:
-        _scale_in_place(targets, scaleTargets)
+        scale_targets(targets, scaleTargets)
         return
     N, F, Fg, K = g.numImages, g.numFilters, g.numFiltersPerGroup, g.Kg
     ps = partialSum or g.numModules

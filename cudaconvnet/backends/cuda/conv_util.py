@@ -532,7 +532,7 @@ def convBedOfNailsUndo(actsGrad, target, numChannels, imgSize, startX, strideX, 
     2012 ran the kernel in reverse over a zeroed target (scaleTargets == 0; other scales
     tripped an assertion). Here the pixels between the nails are zeroed (scaleTargets == 0)
     or scaled by scaleTargets first, then the kernel scatters with scaleTargets 0 or 1."""
-    from .nvmatrix import apply_unary
+    from .nvmatrix import scale_targets
     fn = "convBedOfNailsUndo"
     check_gpu_matrix(fn, "actsGrad", actsGrad)
     outputsX = nails_geometry(fn, numChannels, imgSize, startX, strideX)
@@ -541,10 +541,7 @@ def convBedOfNailsUndo(actsGrad, target, numChannels, imgSize, startX, strideX, 
     check_gpu_matrix(fn, "target", target, numChannels * imgSize * imgSize, N)
     if N == 0:
         return
-    if scaleTargets == 0:
-        apply_unary("NVMatrixOps_Zero", target, target)
-    elif scaleTargets != 1:
-        apply_unary("NVMatrixOps_MultByScalar", target, target, scaleTargets)
+    scale_targets(target, scaleTargets)
     lc = select_bed_of_nails(numChannels, N, outputsX)
     _run(lc, ptr(target), ptr(actsGrad), imgSize, numChannels, N, startX, strideX, outputsX, True,
          f32(0.0 if scaleTargets == 0 else 1.0), f32(scaleOutput))

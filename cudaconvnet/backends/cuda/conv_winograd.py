@@ -11,7 +11,7 @@ input and output.
 import numpy as np
 
 from . import nvmatrix
-from .nvmatrix import DIVUP, MAX_GRID_Y, gemm_batched, ptr, row_stride
+from .nvmatrix import DIVUP, gemm_batched, launch_1d, ptr, row_stride
 
 SRC = "cudaconv2/winograd.cu"
 THREADS = 256                   # WINOGRAD_THREADS of winograd.cu
@@ -25,8 +25,7 @@ def applies(g):
 
 
 def _launch(name, threads, rows, *args):
-    grid = (max(1, DIVUP(threads, THREADS)), max(1, min(rows, MAX_GRID_Y)))
-    nvmatrix.launch(nvmatrix.Launch(SRC, name, (), grid, (THREADS, 1, 1)), FORMATS[name], *args)
+    nvmatrix.launch(launch_1d(SRC, name, threads, rows, THREADS), FORMATS[name], *args)
 
 
 def transform_filters(filters, flip):

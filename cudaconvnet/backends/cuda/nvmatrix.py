@@ -540,6 +540,21 @@ def add(target, b, scaleTarget=1.0, scaleB=1.0):
         apply_binary("NVMatrixBinaryOps_WeightedAdd", target, b, target, scaleTarget, scaleB)
 
 
+def scale_targets(target, scaleTargets):
+    """target = scaleTargets * target, the 2012 kernels' way: 0 overwrites (target is not
+    read, so NaN or garbage there does not survive), 1 leaves it alone."""
+    if scaleTargets == 0:
+        apply_unary("NVMatrixOps_Zero", target, target)
+    elif scaleTargets != 1:
+        apply_unary("NVMatrixOps_MultByScalar", target, target, scaleTargets)
+
+
+def launch_1d(file, kernel, threads, rows, block):
+    """The Launch of a kernel with one thread per item along x (blocks of `block`) and
+    `rows` along y, capped at CUDA's 65535 (the kernel then strides over the rest)."""
+    return Launch(file, kernel, (), (max(1, DIVUP(threads, block)), max(1, min(rows, MAX_GRID_Y))), (block, 1, 1))
+
+
 def scale(src, alpha, target):
     """target = alpha * src (2012 NVMatrix::scale; by 1 in place is skipped)."""
     fn = "scale"
@@ -564,7 +579,7 @@ def addProduct(target, a, b, scaleTarget=0.0, scaleAB=1.0, transA=False, transB=
     if target.size == 0:
         return
     if k == 0:
-        scale(target, scaleTarget, target) if scaleTarget != 0 else apply_unary("NVMatrixOps_Zero", target, target)
+        scale_targets(target, scaleTarget)
         return
     gemm_batched(transA, transB, m, n, k, scaleAB, ptr(a), row_stride(a), 0, ptr(b), row_stride(b), 0,
                  scaleTarget, ptr(target), row_stride(target), 0, 1)
