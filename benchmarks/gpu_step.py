@@ -5,14 +5,15 @@ No 2012 counterpart as such: 2012 trained the two towers on two GTX 580s. Here b
 run on one GPU, minibatch 128, fp32; the peer is PyTorch with cuDNN (cudnn.benchmark on),
 measured in the same process on the same GPU, once with TF32 off (true fp32) and once on.
 
-    python benchmarks/gpu_step.py [--mini 128] [--warmup 3] [--iters 20] [--conv-kernels 2012,gemm,winograd]
+    python benchmarks/gpu_step.py [--mini 128] [--warmup 3] [--iters 20] [--conv-kernels 2012,gemm,winograd,implicit]
                                   [--layers layers_cfg/layers-alexnet.cfg]
                                   [--params layers_cfg/layer-params-alexnet.cfg]
                                   [--no-torch] [--json out.json] [--dry-run]
 
 Ours runs once per choice of conv kernels (--conv-kernels: the ported 2012 kernels; "gemm",
 im2col + cuBLAS; "winograd", gemm with Winograd's F(2x2, 3x3) for the 3x3 layers' fprop and
-input gradient), each with its own column.
+input gradient; "implicit", register-tiled products read straight from the images), each with
+its own column.
 
 What is timed (CUDA events around each call, after --warmup untimed calls, median of
 --iters):
@@ -474,7 +475,8 @@ def main(argv=None):
     ap.add_argument("--mini", type=int, default=128)
     ap.add_argument("--warmup", type=int, default=3)
     ap.add_argument("--iters", type=int, default=20)
-    ap.add_argument("--conv-kernels", default="2012,gemm,winograd", help="ours, once per choice (comma-separated)")
+    ap.add_argument("--conv-kernels", default="2012,gemm,winograd,implicit",
+                    help="ours, once per choice (comma-separated)")
     ap.add_argument("--no-torch", action="store_true", help="skip the PyTorch peer")
     ap.add_argument("--json", default="", help="also write the numbers here")
     ap.add_argument("--dry-run", action="store_true", help="print the parsed conv shapes and exit")

@@ -351,7 +351,8 @@ class ConvNet(IGPUModel):
                       default="auto")
         op.add_option("conv-kernels", "conv_kernels", StringOptionParser,
                       "CUDA engine's convolution kernels: 2012 (the original ones), gemm (im2col + cuBLAS) or "
-                      "winograd (gemm, with Winograd F(2x2,3x3) for 3x3 stride-1 layers)",
+                      "winograd (gemm, with Winograd F(2x2,3x3) for 3x3 stride-1 layers) or implicit (tiled products "
+                      "straight from the images)",
                       default="2012")
         op.add_option("dialect", "dialect", StringOptionParser,
                       "Config dialect: cuda-convnet, alexnet or auto", default="auto", set_once=True)

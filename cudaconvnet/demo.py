@@ -52,7 +52,8 @@ def run_demo(argv):
     ap.add_argument("--out", default="cudaconvnet-demo", help="folder for the batches and checkpoints")
     ap.add_argument("--epochs", type=int, default=40)
     ap.add_argument("--backend", default="numpy", help="numpy (default: the demo runs on the CPU), cuda or auto")
-    ap.add_argument("--conv-kernels", default="2012", help="the CUDA engine's conv kernels: 2012, gemm or winograd")
+    ap.add_argument("--conv-kernels", default="2012",
+                    help="the CUDA engine's conv kernels: 2012, gemm, winograd or implicit")
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args(argv)
 

@@ -68,6 +68,10 @@ struct uint2 { unsigned x, y; };
 struct uint4 { unsigned x, y, z, w; };
 inline uint2 make_uint2(unsigned x, unsigned y) { return uint2{x, y}; }
 inline uint4 make_uint4(unsigned x, unsigned y, unsigned z, unsigned w) { return uint4{x, y, z, w}; }
+struct alignas(16) float4 { float x, y, z, w; };
+inline float4 make_float4(float x, float y, float z, float w) { return float4{x, y, z, w}; }
+#define __launch_bounds__(...)
+#define __align__(n) __attribute__((aligned(n)))
 thread_local uint3 threadIdx, blockIdx;
 static dim3 blockDim, gridDim;
 static std::barrier<>* emu_barrier;

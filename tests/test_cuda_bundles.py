@@ -26,8 +26,8 @@ def cache(tmp_path, monkeypatch):
 def test_every_host_module_is_in_the_bundles():
     every = loader.all_instantiations()
     assert set(every) == {"cudaconv2/filter_acts.cu", "cudaconv2/img_acts.cu", "cudaconv2/weight_acts.cu",
-                          "cudaconv2/unfold.cu", "cudaconv2/winograd.cu", "cudaconv2/conv_util.cu", "layer_kernels.cu",
-                          "nvmatrix/nvmatrix_kernels.cu"}
+                          "cudaconv2/unfold.cu", "cudaconv2/winograd.cu", "cudaconv2/implicit_gemm.cu",
+                          "cudaconv2/conv_util.cu", "layer_kernels.cu", "nvmatrix/nvmatrix_kernels.cu"}
     assert sorted(every[FILE]) == sorted((n, tuple(a)) for f, n, a in layer_kernels.INSTANTIATIONS)
 
 

@@ -1,5 +1,5 @@
 """Every instantiation the host modules conv_util / layer_kernels / nvmatrix / conv_gemm /
-conv_winograd can ask for compiles with nvcc, and the loader finds each one's entry point in
+conv_winograd / conv_implicit can ask for compiles with nvcc, and the loader finds each one's entry point in
 the PTX.
 
 Runs where nvcc is on PATH (CI has it; no GPU needed), skips elsewhere. One nvcc run per
@@ -20,7 +20,8 @@ from collections import defaultdict
 
 import pytest
 
-from cudaconvnet.backends.cuda import conv_gemm, conv_util, conv_winograd, layer_kernels, loader, nvmatrix
+from cudaconvnet.backends.cuda import (conv_gemm, conv_implicit, conv_util, conv_winograd, layer_kernels, loader,
+                                       nvmatrix)
 
 pytestmark = pytest.mark.skipif(shutil.which("nvcc") is None, reason="nvcc is not on PATH")
 
@@ -29,7 +30,7 @@ ARCHS = os.environ.get("CUDACONVNET_COMPILE_ARCHS", "sm_90").split()
 
 def _by_file():
     by = defaultdict(list)
-    for mod in (conv_util, layer_kernels, nvmatrix, conv_gemm, conv_winograd):
+    for mod in (conv_util, layer_kernels, nvmatrix, conv_gemm, conv_winograd, conv_implicit):
         for f, k, a in mod.INSTANTIATIONS:
             by[f].append((k, a))
     return dict(by)

@@ -1,7 +1,8 @@
-"""The "gemm" and "winograd" conv kernels (host code backends/cuda/conv_gemm.py and
-conv_winograd.py, kernels cuda_src/cudaconv2/unfold.cu and winograd.cu, the products by
-cuBLAS; chosen by set_conv_kernels) against the NumPy reference, with the tolerance and the
-case runner of tests/test_cuda_conv.py.
+"""The "gemm", "winograd" and "implicit" conv kernels (host code backends/cuda/conv_gemm.py,
+conv_winograd.py and conv_implicit.py, kernels cuda_src/cudaconv2/unfold.cu, winograd.cu
+and implicit_gemm.cu, the products of the first two by cuBLAS; chosen by set_conv_kernels)
+against the NumPy reference, with the tolerance and the case runner of
+tests/test_cuda_conv.py.
 
 The cases take every path of the host code: groups, strided images, scaled and NaN
 (unread) targets, numbers of filters and images that the 2012 kernels refuse (5 filters per
@@ -10,18 +11,25 @@ the whole call in one chunk, several chunks of whole partial sums, and partial s
 across chunks (a tiny workspace forces the last two). The winograd cases are 3x3 filters
 at stride 1 (its own kernels: odd and even output sizes, so tiles that hang past the edge,
 paddings 0, 1 and 2) and, for weightActs and other filters, the gemm path it falls back to.
+The implicit cases take 13 or 128 images (so 16-byte accesses and single ones: together
+they take every template specialisation of its kernels), and for weightActs partial sums
+in one slice, in several, and, with 'tiny', cut into slices of a few products each.
 
   test_gpu[...]        on the GPU: the kernels and cuBLAS (marker `cuda`);
   test_emulated[...]   the kernels under the CPU emulation of tests/cuda_emulation.py, the
                        products by the emulated kSgemm kernel (cuBLAS is off there).
 """
 import itertools
+import re
+from types import SimpleNamespace
 
 import pytest
 from cuda_emulation import emulate_backend, make_emulator
 from test_cuda_conv import GEOMETRIES, GPU, check_case, modules
+from test_cuda_util_selectors import kernel_signatures
 
-from cudaconvnet.backends.cuda import conv_gemm, conv_winograd, nvmatrix
+from cudaconvnet.backends.cuda import conv_gemm, conv_implicit, conv_winograd, nvmatrix
+from cudaconvnet.backends.cuda.loader import CUDA_SRC
 
 # test_cuda_conv's geometries, then 3x3 stride-1 ones for Winograd: AlexNet's conv3-5 (an odd
 # output, so the last tiles hang past the edge), no padding with a rectangular image, padding
@@ -41,19 +49,22 @@ SCALES = [(0.0, 1.0), (0.5, 2.0), (0.0, 0.5), (1.0, -1.5)]
 def _cases():
     out = []
     groups = ((1, 1, 16), (3, 1, 16), (4, 2, 5), (6, 3, 8), (2, 1, 32))     # (colours, groups, filters per group)
-    for variant, op, ((C, G, Fg), N) in itertools.product(("gemm", "winograd"), ("filterActs", "imgActs", "weightActs"),
-                                                          itertools.product(groups, (20, 128))):
+    for variant, op, (C, G, Fg), N in itertools.product(("gemm", "winograd", "implicit"),
+                                                        ("filterActs", "imgActs", "weightActs"), groups, (20, 128)):
+        if variant == "implicit" and N == 20:
+            N = 13
         for chunking in ("whole", "tiny"):
             i = len(out)
+            if chunking == "tiny" and op != "weightActs" and variant != "gemm":
+                continue            # winograd does not chunk, implicit slices weightActs only
             if variant == "winograd" and op != "weightActs":
-                if chunking == "tiny":
-                    continue        # winograd does not chunk
                 geo = WINOGRAD_GEOMETRIES[i % len(WINOGRAD_GEOMETRIES)]
             else:
                 geo = i % len(GEOMETRIES)
             st, so = SCALES[i % len(SCALES)]
             c = dict(variant=variant, op=op, conv=True, N=N, C=C, G=G, F=Fg * G, st=st, so=so, geo=geo,
-                     geometry=GEOMETRIES[geo], chunking=chunking, strided=op != "imgActs" and i % 3 == 0)
+                     geometry=GEOMETRIES[geo], chunking=chunking,
+                     strided=op != "imgActs" and i % 3 == (2 if variant == "implicit" else 0))
             if variant == "winograd" and op != "weightActs":
                 c["tol_factor"] = WINOGRAD_TOL_FACTOR
             if op == "weightActs":
@@ -78,8 +89,12 @@ def case_id(c):
 
 def _workspace(monkeypatch, case):
     """'tiny': room for the columns of 3 modules, so that the modules go in several chunks
-    and partial sums of more than 3 modules are split across chunks."""
-    if case["chunking"] == "tiny":
+    and partial sums of more than 3 modules are split across chunks; for implicit, slices
+    of 24 products (several per partial sum, the last one short)."""
+    if case["variant"] == "implicit" and case["chunking"] == "tiny":
+        monkeypatch.setattr(conv_implicit, "MIN_BLOCKS", 1 << 30)
+        monkeypatch.setattr(conv_implicit, "MIN_SLICE", 24)
+    elif case["chunking"] == "tiny":
         H, W, fs, pad, stride = case["geometry"]
         floats = 3 * case["C"] * fs * fs * case["N"]
         monkeypatch.setenv("CUDACONVNET_GEMM_WORKSPACE_MB", repr((4 * floats + 2) / float(1 << 20)))
@@ -106,6 +121,65 @@ def test_cases_take_every_chunking_path():
         assert {(c["G"], c["N"]) for c in wino if c["op"] == op} >= {(1, 20), (1, 128), (2, 20), (3, 128)}
 
 
+def _geometry(c):
+    H, W, fs, pad, stride = c["geometry"]
+    M = modules(H, fs, pad, stride) * modules(W, fs, pad, stride)
+    return SimpleNamespace(numImages=c["N"], numGroups=c["G"], numFiltersPerGroup=c["F"] // c["G"], numModules=M,
+                           Kg=c["C"] // c["G"] * fs * fs)
+
+
+def implicit_targs(c):
+    """The template arguments (vecA, vecB) conv_implicit should pick for case c: 16-byte
+    accesses where numImages, the image row stride (numImages + 3 when strided) and, for
+    the filters, the filter counts divide by 4 (the test arrays are all 16-byte aligned)."""
+    images4 = c["N"] % 4 == 0 and not c["strided"]
+    filters4 = c["F"] % 4 == 0 and (c["F"] // c["G"]) % 4 == 0
+    if c["op"] == "weightActs":
+        return images4, c["N"] % 4 == 0
+    return filters4, images4 if c["op"] == "filterActs" else c["N"] % 4 == 0
+
+
+def test_implicit_cases_take_every_template_and_slicing():
+    implicit = [c for c in CASES if c["variant"] == "implicit"]
+    for op in ("filterActs", "imgActs", "weightActs"):
+        want = {lc[2] for lc in conv_implicit.INSTANTIATIONS if lc[1].endswith(op[0].upper() + op[1:])}
+        assert {implicit_targs(c) for c in implicit if c["op"] == op} == want, op
+
+    def slices(c):
+        g = _geometry(c)
+        return conv_implicit.slicing(g, c["partialSum"] or g.numModules)[0]
+    assert {lc[2] for lc in conv_implicit.INSTANTIATIONS} == set(itertools.product((False, True), repeat=2))
+    whole = [slices(c) for c in implicit if c["op"] == "weightActs" and c["chunking"] == "whole"]
+    assert 1 in whole and max(whole) > 1
+    assert all(conv_implicit.fits(_geometry(c), c["partialSum"]) for c in implicit if c["op"] == "weightActs")
+
+
+def test_implicit_slicing():
+    g = SimpleNamespace(numImages=128, numGroups=2, numFiltersPerGroup=48, numModules=3025, Kg=363)  # AlexNet conv1
+    # one partial sum: 6 blocks, so 86 slices (512 blocks wanted) of a multiple of 8 products
+    n, length = conv_implicit.slicing(g, 3025)
+    assert n == 86 and length % 8 == 0 and (n - 1) * length < 3025 * 128 <= n * length
+    assert conv_implicit.slicing(g, 5) == (1, 5 * 128)           # 605 partial sums fill the GPU alone
+    small = SimpleNamespace(numImages=13, numGroups=1, numFiltersPerGroup=16, numModules=4, Kg=27)
+    assert conv_implicit.slicing(small, 4) == (1, 56)           # 52 products: too few to cut
+    huge = SimpleNamespace(numImages=128, numGroups=1, numFiltersPerGroup=64, numModules=3025, Kg=147 * 128 + 1)
+    assert not conv_implicit.fits(huge, 1) and conv_implicit.fits(huge, 3025)   # 148 * 3025 rows of blocks
+
+
+@pytest.mark.parametrize("mod", [conv_gemm, conv_winograd, conv_implicit], ids=lambda m: m.__name__.rsplit(".")[-1])
+def test_formats_and_constants_match_the_kernels(mod):
+    """The struct codes the host packs arguments with are the kernels' parameter types, and
+    the block and tile sizes it plans with are the file's."""
+    sigs = kernel_signatures(CUDA_SRC / mod.SRC)
+    for _, kernel, _ in mod.INSTANTIATIONS:
+        assert mod.FORMATS[kernel] == sigs[kernel], kernel
+    defines = dict(re.findall(r"#define\s+(\w+)\s+(\d+)", (CUDA_SRC / mod.SRC).read_text()))
+    prefix = {conv_gemm: "UNFOLD", conv_winograd: "WINOGRAD", conv_implicit: "IG"}[mod]
+    for name in ("THREADS", "TILE", "DEPTH"):
+        if hasattr(mod, name):
+            assert int(defines["%s_%s" % (prefix, name)]) == getattr(mod, name), name
+
+
 def test_module_chunks(monkeypatch):
     monkeypatch.setenv("CUDACONVNET_GEMM_WORKSPACE_MB", repr(40 / float(1 << 20)))   # 10 floats
     # without partial sums every module adds into one sum: only the first chunk overwrites
@@ -120,12 +194,12 @@ def test_module_chunks(monkeypatch):
 def test_set_conv_kernels():
     before = conv_gemm.conv_kernels()
     try:
-        for name in ("gemm", "winograd"):
+        for name in ("gemm", "winograd", "implicit"):
             conv_gemm.set_conv_kernels(name)
             assert conv_gemm.active() and conv_gemm.conv_kernels() == name
         conv_gemm.set_conv_kernels("2012")
         assert not conv_gemm.active()
-        with pytest.raises(ValueError, match="2012, gemm, winograd"):
+        with pytest.raises(ValueError, match="2012, gemm, winograd, implicit"):
             conv_gemm.set_conv_kernels("fast")
     finally:
         conv_gemm.set_conv_kernels(before)
@@ -146,7 +220,7 @@ def emulator(tmp_path_factory):
     emu = make_emulator(tmp_path_factory.mktemp("gemm_emulation"))
     sgemm = [nvmatrix.select_sgemm(ta, tb, 1, 1)[:3] for ta in (False, True) for tb in (False, True)]
     scale = [nvmatrix.select_eltwise(1, op, 1, 1)[:3] for op in ("NVMatrixOps_Zero", "NVMatrixOps_MultByScalar")]
-    emu.build(conv_gemm.INSTANTIATIONS + conv_winograd.INSTANTIATIONS + sgemm + scale)
+    emu.build(conv_gemm.INSTANTIATIONS + conv_winograd.INSTANTIATIONS + conv_implicit.INSTANTIATIONS + sgemm + scale)
     return emu
 
 
@@ -159,15 +233,21 @@ def test_emulated(emulator, monkeypatch, case):
     start = len(emulator.launches)
     check_case(emulator, case)
     names = {k for _, k, _ in emulator.launches[start:]}
+    assert not names & {"filterActs_YxX_color", "filterActs_YxX_sparse", "img_acts_color", "img_acts_mediumcolor",
+                        "img_acts_manycolor", "conv_weight_acts_c", "conv_weight_acts_mc_mf"}
+    if case["variant"] == "implicit":
+        kernel = "kImplicit" + case["op"][0].upper() + case["op"][1:]
+        assert {(k, a) for _, k, a in emulator.launches[start:] if k.startswith("kImplicit")} == {
+            (kernel, implicit_targs(case))}
+        assert not names & {"kSgemm", "kIm2Col", "kCol2Im"}
+        return
     winograd = case["variant"] == "winograd" and case["op"] != "weightActs"
     assert "kSgemm" in names
     assert names & {"kIm2Col", "kCol2Im"} if not winograd else names >= {"kWinogradFilters", "kWinogradInputs",
                                                                         "kWinogradOutputs"}
-    assert not names & {"filterActs_YxX_color", "filterActs_YxX_sparse", "img_acts_color", "img_acts_mediumcolor",
-                        "img_acts_manycolor", "conv_weight_acts_c", "conv_weight_acts_mc_mf"}
 
 
-@pytest.mark.parametrize("variant", ["gemm", "winograd"])
+@pytest.mark.parametrize("variant", ["gemm", "winograd", "implicit"])
 def test_emulated_no_images_and_bad_groups(emulator, monkeypatch, variant):
     """No images: fprop and imgActs leave targets alone, weightActs scales them (as the
     2012 functions do); filters that do not split into the groups are refused by name."""

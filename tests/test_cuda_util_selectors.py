@@ -367,7 +367,7 @@ def kernel_signatures(path):
     text = re.sub(r"/\*.*?\*/", "", path.read_text(), flags=re.S)
     text = re.sub(r"//[^\n]*", "", text)
     out = {}
-    for m in re.finditer(r"__global__\s+void\s+(\w+)\s*\(([^)]*)\)", text):
+    for m in re.finditer(r"__global__\s+void\s+(?:__launch_bounds__\([^)]*\)\s+)?(\w+)\s*\(([^)]*)\)", text):
         codes = ""
         for p in m.group(2).split(","):
             for key, code in PARAM_CODES:

@@ -20,9 +20,11 @@ import importlib
 
 NAMES = ("numpy", "cuda")
 # The CUDA backend's choices of convolution kernels (set_conv_kernels): the 2012 kernels, the
-# "gemm" variant (cuda_src/cudaconv2/unfold.cu + cuBLAS), or "winograd" (gemm, with
-# Winograd's F(2x2, 3x3) for 3x3 stride-1 fprop and input gradients). The NumPy backend has one.
-CONV_KERNELS = ("2012", "gemm", "winograd")
+# "gemm" variant (cuda_src/cudaconv2/unfold.cu + cuBLAS), "winograd" (gemm, with Winograd's
+# F(2x2, 3x3) for 3x3 stride-1 fprop and input gradients), or "implicit" (register-tiled
+# products straight from the images, cuda_src/cudaconv2/implicit_gemm.cu). The NumPy backend
+# has one.
+CONV_KERNELS = ("2012", "gemm", "winograd", "implicit")
 
 
 class BackendUnavailable(Exception):

@@ -3,7 +3,8 @@ columns (cuda_src/cudaconv2/unfold.cu) and every pass done as cuBLAS products. N
 port; the 2012 kernels (filter_acts.py, img_acts.py, weight_acts.py) stay the default.
 
 Chosen by `set_conv_kernels("gemm")` (the training loop's --conv-kernels=gemm), and by
-"winograd", which sends 3x3 stride-1 filterActs and imgActs on to conv_winograd.py.
+"winograd", which sends 3x3 stride-1 filterActs and imgActs on to conv_winograd.py. This
+module also dispatches "implicit" (all three passes to conv_implicit.py).
 convFilterActs, convImgActs and convWeightActs come here after their own shape checks;
 locally connected layers and sparse random connectivity always run the 2012 kernels. Same
 arguments and results as the 2012 functions, so the NumPy reference checks both; unlike the
@@ -22,7 +23,7 @@ import os
 import numpy as np
 
 from .. import CONV_KERNELS
-from . import conv_winograd, nvmatrix
+from . import conv_implicit, conv_winograd, nvmatrix
 from .nvmatrix import gemm_batched, launch_1d, ptr, row_stride, scale_targets
 
 SRC = "cudaconv2/unfold.cu"
@@ -34,8 +35,8 @@ _variant = "2012"
 
 
 def set_conv_kernels(name):
-    """Which kernels the conv passes run: "2012" (the ported 2012 kernels), "gemm" or
-    "winograd"."""
+    """Which kernels the conv passes run: "2012" (the ported 2012 kernels), "gemm",
+    "winograd" or "implicit"."""
     global _variant
     if name not in CONV_KERNELS:
         raise ValueError("conv kernels must be one of %s, got %r" % (", ".join(CONV_KERNELS), name))
@@ -109,6 +110,8 @@ def col2im(g, cols, targets, m0, m1, scaleTargets, scaleOutput):
 
 def filterActs(g, images, filters, targets, scaleTargets, scaleOutput):
     """targets (F * M, N) = scaleTargets * targets + scaleOutput * conv(images, filters)."""
+    if _variant == "implicit":
+        return conv_implicit.filterActs(g, images, filters, targets, scaleTargets, scaleOutput)
     if g.numImages == 0:
         return
     if _winograd(g):
@@ -126,6 +129,8 @@ def filterActs(g, images, filters, targets, scaleTargets, scaleOutput):
 
 def imgActs(g, hidActs, filters, targets, scaleTargets, scaleOutput):
     """targets (C * imgPixels, N) = scaleTargets * targets + scaleOutput * d conv / d images."""
+    if _variant == "implicit":
+        return conv_implicit.imgActs(g, hidActs, filters, targets, scaleTargets, scaleOutput)
     if g.numImages == 0:
         return
     if _winograd(g):
@@ -148,6 +153,8 @@ def imgActs(g, hidActs, filters, targets, scaleTargets, scaleOutput):
 def weightActs(g, images, hidActs, targets, partialSum, scaleTargets, scaleOutput):
     """targets (M / partialSum * K, F): per partial sum p, scaleTargets * targets_p +
     scaleOutput * the filter gradient summed over its modules."""
+    if _variant == "implicit" and conv_implicit.fits(g, partialSum):
+        return conv_implicit.weightActs(g, images, hidActs, targets, partialSum, scaleTargets, scaleOutput)
     if g.numImages == 0:
         scale_targets(targets, scaleTargets)
         return

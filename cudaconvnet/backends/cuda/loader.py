@@ -108,11 +108,11 @@ def compile_ptx_with_nvcc(source, arch="sm_90"):
 def all_instantiations():
     """{cuda_src file: sorted [(kernel, template args)]}: everything the backend's selectors
     can return (each host module's INSTANTIATIONS)."""
-    from . import (conv_gemm, conv_util, conv_winograd, filter_acts, img_acts, layer_kernels, nvmatrix, sparse_acts,
-                   weight_acts)
+    from . import (conv_gemm, conv_implicit, conv_util, conv_winograd, filter_acts, img_acts, layer_kernels, nvmatrix,
+                   sparse_acts, weight_acts)
     by_file = {}
-    for mod in (filter_acts, img_acts, weight_acts, sparse_acts, conv_gemm, conv_winograd, conv_util, layer_kernels,
-                nvmatrix):
+    for mod in (filter_acts, img_acts, weight_acts, sparse_acts, conv_gemm, conv_winograd, conv_implicit, conv_util,
+                layer_kernels, nvmatrix):
         for f, name, args in mod.INSTANTIATIONS:
             by_file.setdefault(f, set()).add((name, tuple(args)))
     return {f: sorted(v, key=repr) for f, v in by_file.items()}

@@ -1,0 +1,111 @@
+"""The "implicit" variant of the shared-filter convolution on the GPU: each pass one launch
+of a register-tiled product that reads its operands straight from the images, filters and
+hidActs (cuda_src/cudaconv2/implicit_gemm.cu). New in this port; no column buffer and no
+cuBLAS. The 2012 kernels stay the default.
+
+conv_gemm.py hands all three passes here under --conv-kernels=implicit, after the 2012
+shape checks. Per pass the host picks the tile grid and the two template arguments, vecA
+and vecB: 16-byte loads (and stores) where four consecutive elements are adjacent and
+aligned, which the 2012 layouts give whenever numImages and the row strides divide by 4.
+
+weightActs: one block computes a 128 x 128 tile of one partial sum's gradient. When the
+partial sums are few (partialSum 0 is one sum over every module) that leaves most of the
+GPU idle, so each sum is cut into slices of its numImages * partialSum products, summed
+into a scratch matrix slice by slice, and the slices are added up after (addSum).
+"""
+import numpy as np
+
+from . import nvmatrix
+from .nvmatrix import DIVUP, MAX_GRID_Y, Launch, ptr, row_stride
+
+SRC = "cudaconv2/implicit_gemm.cu"
+THREADS = 256                   # IG_THREADS of implicit_gemm.cu
+TILE = 128                      # IG_TILE
+DEPTH = 8                       # IG_DEPTH
+KERNELS = ("kImplicitFilterActs", "kImplicitImgActs", "kImplicitWeightActs")
+# (weightActs' vecA implies its vecB: both need numImages % 4 == 0)
+INSTANTIATIONS = [(SRC, k, (a, b)) for k in KERNELS for a in (False, True) for b in (False, True)
+                  if not (k == "kImplicitWeightActs" and a and not b)]
+FORMATS = {"kImplicitFilterActs": "PPPiiiiiiiiiiiiff", "kImplicitImgActs": "PPPiiiiiiiiiiiiff",
+           "kImplicitWeightActs": "PPPiiiiiiiiiiiiiiiff"}
+# weightActs: blocks wanted before a partial sum is sliced (a few per SM of an H100's 132),
+# and the fewest products a slice takes
+MIN_BLOCKS = 512
+MIN_SLICE = 1024
+
+
+def _aligned(*mats):
+    return all(ptr(m) % 16 == 0 for m in mats)
+
+
+def _launch(kernel, vecA, vecB, grid, *args):
+    nvmatrix.launch(Launch(SRC, kernel, (bool(vecA), bool(vecB)), grid, (THREADS, 1, 1)), FORMATS[kernel], *args)
+
+
+def _sizes(g):
+    """The integer arguments after the image row stride, the same in all three kernels."""
+    return tuple(np.int32(v) for v in (g.numGroups, g.numFilterColors, g.numFilters, g.imgSizeY, g.imgSizeX,
+                                       g.numModulesY, g.numModulesX, g.filterSize, g.paddingStart, g.moduleStride))
+
+
+def _filters_vec(g, filters):
+    """Four adjacent filters of a group are adjacent and aligned in memory."""
+    return g.numFilters % 4 == 0 and g.numFiltersPerGroup % 4 == 0 and _aligned(filters)
+
+
+def filterActs(g, images, filters, targets, scaleTargets, scaleOutput):
+    """targets (F * M, N) = scaleTargets * targets + scaleOutput * conv(images, filters)."""
+    if g.numImages == 0:
+        return
+    vecB = g.numImages % 4 == 0 and row_stride(images) % 4 == 0 and _aligned(images, targets)
+    grid = (DIVUP(g.numModules * g.numImages, TILE), DIVUP(g.numFiltersPerGroup, TILE) * g.numGroups)
+    _launch("kImplicitFilterActs", _filters_vec(g, filters), vecB, grid, ptr(images), ptr(filters), ptr(targets),
+            np.int32(g.numImages), np.int32(row_stride(images)), *_sizes(g), np.float32(scaleTargets),
+            np.float32(scaleOutput))
+
+
+def imgActs(g, hidActs, filters, targets, scaleTargets, scaleOutput):
+    """targets (C * imgPixels, N) = scaleTargets * targets + scaleOutput * d conv / d images."""
+    if g.numImages == 0:
+        return
+    vecB = g.numImages % 4 == 0 and row_stride(targets) % 4 == 0 and _aligned(hidActs, targets)
+    grid = (DIVUP(g.imgPixels * g.numImages, TILE), DIVUP(g.numFilterColors, TILE) * g.numGroups)
+    _launch("kImplicitImgActs", _filters_vec(g, filters), vecB, grid, ptr(hidActs), ptr(filters), ptr(targets),
+            np.int32(g.numImages), np.int32(row_stride(targets)), *_sizes(g), np.float32(scaleTargets),
+            np.float32(scaleOutput))
+
+
+def slicing(g, partialSum):
+    """(numSlices, sliceLen): how weightActs cuts each partial sum's partialSum * numImages
+    products (sliceLen divides by DEPTH; every slice holds some)."""
+    products = partialSum * g.numImages
+    blocks = DIVUP(g.Kg, TILE) * DIVUP(g.numFiltersPerGroup, TILE) * g.numGroups * (g.numModules // partialSum)
+    slices = max(1, min(DIVUP(MIN_BLOCKS, blocks), products // MIN_SLICE))
+    sliceLen = max(DEPTH, DIVUP(DIVUP(products, slices), DEPTH) * DEPTH)
+    return DIVUP(products, sliceLen), sliceLen
+
+
+def fits(g, partialSum):
+    """Whether weightActs' grid fits CUDA's 65535 blocks along y (conv_gemm takes the rest)."""
+    ps = partialSum or g.numModules
+    return DIVUP(g.Kg, TILE) * g.numGroups * (g.numModules // ps) * slicing(g, ps)[0] <= MAX_GRID_Y
+
+
+def weightActs(g, images, hidActs, targets, partialSum, scaleTargets, scaleOutput):
+    """targets (M / partialSum * K, F): per partial sum p, scaleTargets * targets_p +
+    scaleOutput * the filter gradient summed over its modules."""
+    if g.numImages == 0:
+        nvmatrix.scale_targets(targets, scaleTargets)
+        return
+    ps = partialSum or g.numModules
+    slices, sliceLen = slicing(g, ps)
+    out = targets if slices == 1 else nvmatrix.empty(slices * targets.shape[0], targets.shape[1])
+    vecA = g.numImages % 4 == 0 and row_stride(images) % 4 == 0 and _aligned(images)
+    vecB = g.numImages % 4 == 0 and _aligned(hidActs)
+    grid = (DIVUP(g.numFiltersPerGroup, TILE), DIVUP(g.Kg, TILE) * g.numGroups * (g.numModules // ps) * slices)
+    _launch("kImplicitWeightActs", vecA, vecB, grid, ptr(images), ptr(hidActs), ptr(out), np.int32(g.numImages),
+            np.int32(row_stride(images)), *_sizes(g), np.int32(ps), np.int32(slices), np.int32(sliceLen),
+            np.float32(scaleTargets if slices == 1 else 0.0), np.float32(scaleOutput if slices == 1 else 1.0))
+    if slices > 1:
+        L = targets.size
+        nvmatrix.addSum(targets.reshape(1, L), out.reshape(slices, L), 0, scaleTargets, scaleOutput)
