@@ -49,10 +49,11 @@ SCALES = [(0.0, 1.0), (0.5, 2.0), (0.0, 0.5), (1.0, -1.5)]
 def _cases():
     out = []
     groups = ((1, 1, 16), (3, 1, 16), (4, 2, 5), (6, 3, 8), (2, 1, 32))     # (colours, groups, filters per group)
-    for variant, op, (C, G, Fg), N in itertools.product(("gemm", "winograd", "implicit"),
-                                                        ("filterActs", "imgActs", "weightActs"), groups, (20, 128)):
-        if variant == "implicit" and N == 20:
-            N = 13
+    # implicit also: 72 filters and 72 colours, which take its 128-wide tiles (fewer take 64)
+    implicit_groups = groups + ((2, 1, 72), (72, 1, 8))
+    for variant, op, (C, G, Fg), N in itertools.chain(
+            itertools.product(("gemm", "winograd"), ("filterActs", "imgActs", "weightActs"), groups, (20, 128)),
+            itertools.product(("implicit",), ("filterActs", "imgActs", "weightActs"), implicit_groups, (13, 128))):
         for chunking in ("whole", "tiny"):
             i = len(out)
             if chunking == "tiny" and op != "weightActs" and variant != "gemm":
@@ -129,26 +130,34 @@ def _geometry(c):
 
 
 def implicit_targs(c):
-    """The template arguments (vecA, vecB) conv_implicit should pick for case c: 16-byte
-    accesses where numImages, the image row stride (numImages + 3 when strided) and, for
-    the filters, the filter counts divide by 4 (the test arrays are all 16-byte aligned)."""
+    """The template arguments (tile width, vecA, vecB) conv_implicit should pick for case
+    c: 64-wide tiles for up to 64 filters per group (colours per group for imgActs), and
+    16-byte accesses where numImages, the image row stride (numImages + 3 when strided) and,
+    for the filters, the filter counts divide by 4 (the test arrays are 16-byte aligned)."""
+    Fg = c["F"] // c["G"]
+    width = 64 if (c["C"] // c["G"] if c["op"] == "imgActs" else Fg) <= 64 else 128
     images4 = c["N"] % 4 == 0 and not c["strided"]
-    filters4 = c["F"] % 4 == 0 and (c["F"] // c["G"]) % 4 == 0
+    filters4 = c["F"] % 4 == 0 and Fg % 4 == 0
     if c["op"] == "weightActs":
-        return images4, c["N"] % 4 == 0
-    return filters4, images4 if c["op"] == "filterActs" else c["N"] % 4 == 0
+        return width, images4, c["N"] % 4 == 0
+    return width, filters4, images4 if c["op"] == "filterActs" else c["N"] % 4 == 0
 
 
 def test_implicit_cases_take_every_template_and_slicing():
+    """Every tile width and every (vecA, vecB) of each kernel (not every combination), and
+    weightActs in one slice and in several."""
     implicit = [c for c in CASES if c["variant"] == "implicit"]
     for op in ("filterActs", "imgActs", "weightActs"):
         want = {lc[2] for lc in conv_implicit.INSTANTIATIONS if lc[1].endswith(op[0].upper() + op[1:])}
-        assert {implicit_targs(c) for c in implicit if c["op"] == op} == want, op
+        got = {implicit_targs(c) for c in implicit if c["op"] == op}
+        assert got <= want, op
+        assert {t[0] for t in got} == {t[0] for t in want} and {t[1:] for t in got} == {t[1:] for t in want}, op
+    assert [conv_implicit.tile_width(n) for n in (5, 48, 64, 65, 72, 128, 129, 192, 256)] == [
+        64, 64, 64, 128, 128, 128, 64, 64, 128]
 
     def slices(c):
         g = _geometry(c)
         return conv_implicit.slicing(g, c["partialSum"] or g.numModules)[0]
-    assert {lc[2] for lc in conv_implicit.INSTANTIATIONS} == set(itertools.product((False, True), repeat=2))
     whole = [slices(c) for c in implicit if c["op"] == "weightActs" and c["chunking"] == "whole"]
     assert 1 in whole and max(whole) > 1
     assert all(conv_implicit.fits(_geometry(c), c["partialSum"]) for c in implicit if c["op"] == "weightActs")

@@ -14,7 +14,9 @@
  *
  * What the 2012 kernels predate, and this core does:
  *   - a 128 x 128 tile of C per block of 256 threads, 8 x 8 outputs per thread in registers
- *     (64 multiply-adds per 16 numbers read from shared memory);
+ *     (64 multiply-adds per 16 numbers read from shared memory); the side of C that is the
+ *     filters' or colours' count may take 64-wide tiles instead (template argument BM or
+ *     BN), which waste less of the block on AlexNet's 48 and 192 filters per tower;
  *   - two shared buffers per operand: the next 8-deep slice of A and B is loaded into
  *     registers while the current one is multiplied, and stored to the other buffer after,
  *     so there is one barrier per slice and global latency hides behind the arithmetic;
@@ -38,28 +40,32 @@
 #include "cudaconv2/cudaconv2.cuh"
 
 #define IG_THREADS  256     // threads per block
-#define IG_TILE     128     // rows and columns of C per block
+#define IG_TILE     128     // rows and columns of C per block (64 on a side with BM or BN 64)
 #define IG_DEPTH    8       // k per slice
-#define IG_SLICE    (IG_DEPTH * IG_TILE)
 
 /*
- * How a thread's four elements of an operand slice (IG_DEPTH x IG_TILE, k by column) lie:
- *   wide: row k0 + threadIdx.x / 32, columns (threadIdx.x % 32) * 4 + [0, 4)
+ * How a thread's four elements of an operand slice (IG_DEPTH x W, k by column, W the
+ * tile's width: 64 or 128) lie:
+ *   wide: row k0 + threadIdx.x / (W / 4), columns (threadIdx.x % (W / 4)) * 4 + [0, 4)
  *   deep: column threadIdx.x / 2, rows k0 + (threadIdx.x % 2) * 4 + [0, 4)
- * Each loader takes the one whose four elements are adjacent in memory.
+ * Each loader takes the one whose four elements are adjacent in memory. The slice needs the
+ * first 2 * W threads; with W = 64 the others load nothing.
  */
-__device__ __forceinline__ int wideRow() { return threadIdx.x / 32; }
-__device__ __forceinline__ int wideCol() { return (threadIdx.x % 32) * 4; }
-__device__ __forceinline__ int deepRow() { return (threadIdx.x % 2) * 4; }
-__device__ __forceinline__ int deepCol() { return threadIdx.x / 2; }
+template <bool wide, int W>
+struct Lie {
+    static __device__ __forceinline__ int row() { return wide ? threadIdx.x / (W / 4) : (threadIdx.x % 2) * 4; }
+    static __device__ __forceinline__ int col() { return wide ? (threadIdx.x % (W / 4)) * 4 : threadIdx.x / 2; }
+    static __device__ __forceinline__ bool active() { return threadIdx.x < 2 * W; }
+};
 
-template <bool wide>
+template <class Load>
 __device__ __forceinline__ void putSlice(float* s, const float v[4]) {
-    if (wide) {
-        *reinterpret_cast<float4*>(&s[wideRow() * IG_TILE + wideCol()]) = make_float4(v[0], v[1], v[2], v[3]);
+    typedef Lie<Load::wide, Load::W> L;
+    if (Load::wide) {
+        *reinterpret_cast<float4*>(&s[L::row() * Load::W + L::col()]) = make_float4(v[0], v[1], v[2], v[3]);
     } else {
         for (int j = 0; j < 4; j++) {
-            s[(deepRow() + j) * IG_TILE + deepCol()] = v[j];
+            s[(L::row() + j) * Load::W + L::col()] = v[j];
         }
     }
 }
@@ -96,14 +102,21 @@ struct ImagePixels {
     }
 };
 
+// four numbers of a 16-byte aligned float4 in shared memory, into r
+__device__ __forceinline__ void read4(const float* s, float* r) {
+    const float4 q = *reinterpret_cast<const float4*>(s);
+    r[0] = q.x, r[1] = q.y, r[2] = q.z, r[3] = q.w;
+}
+
 /*
- * The core. Block: IG_THREADS threads, tile [mTile, mTile + IG_TILE) x [nTile, nTile +
- * IG_TILE) of C (the loaders and `out` carry the offsets). Thread (ty, tx) = (threadIdx.x /
- * 16, threadIdx.x % 16) owns rows ty * 4 + [0, 4) and 64 + ty * 4 + [0, 4) of the tile and
- * the same columns with tx (two bands each, so that a warp's reads of shared memory are
- * 16-byte and conflict-free).
+ * The core. Block: IG_THREADS threads, tile [mTile, mTile + BM) x [nTile, nTile + BN) of
+ * C, with BM = LoadA::W and BN = LoadB::W, each 64 or 128 (the loaders and `out` carry
+ * the offsets). Thread (ty, tx) = (threadIdx.x / 16, threadIdx.x % 16) owns rows b * 64 +
+ * ty * 4 + [0, 4) of the tile for each 64-row band b, and the same columns with tx (bands,
+ * so that a warp's reads of shared memory are 16-byte and conflict-free): 8 x 8 outputs in
+ * a 128 x 128 tile, 4 x 8 with BM 64.
  *
- * As, Bs:  2 * IG_SLICE floats each, shared
+ * As, Bs:  2 * IG_DEPTH * BM and 2 * IG_DEPTH * BN floats, shared
  * la, lb:  fetch(k0, v): this thread's four elements of the slice [k0, k0 + IG_DEPTH) of
  *          A / B (zeros past K and outside the operand); LoadX::wide names their lie
  * out:     at(m, n): C's element (tile coordinates); M, N: C's extent from the tile's corner
@@ -114,65 +127,79 @@ struct ImagePixels {
 template <bool vecOut, class LoadA, class LoadB, class Out>
 __device__ void implicitGemm(float* As, float* Bs, const LoadA& la, const LoadB& lb, const Out& out, const int K,
                              const float scaleTargets, const float scaleOutput) {
-    float acc[8][8];
+    const int BM = LoadA::W, BN = LoadB::W, RM = BM / 16, RN = BN / 16;   // outputs per thread: RM x RN
+    const bool loadA = Lie<LoadA::wide, BM>::active(), loadB = Lie<LoadB::wide, BN>::active();
+    float acc[RM][RN];
 #pragma unroll
-    for (int i = 0; i < 8; i++) {
+    for (int i = 0; i < RM; i++) {
 #pragma unroll
-        for (int j = 0; j < 8; j++) {
+        for (int j = 0; j < RN; j++) {
             acc[i][j] = 0.0f;
         }
     }
     float va[4], vb[4];
-    la.fetch(0, va);
-    lb.fetch(0, vb);
-    putSlice<LoadA::wide>(As, va);
-    putSlice<LoadB::wide>(Bs, vb);
+    if (loadA) {
+        la.fetch(0, va);
+        putSlice<LoadA>(As, va);
+    }
+    if (loadB) {
+        lb.fetch(0, vb);
+        putSlice<LoadB>(Bs, vb);
+    }
     __syncthreads();
     const int tx = threadIdx.x % 16, ty = threadIdx.x / 16;
     int buf = 0;
     for (int k0 = 0; k0 < K; k0 += IG_DEPTH) {
         const bool more = k0 + IG_DEPTH < K;
         if (more) {  // the next slice, in flight while this one is multiplied
-            la.fetch(k0 + IG_DEPTH, va);
-            lb.fetch(k0 + IG_DEPTH, vb);
+            if (loadA) {
+                la.fetch(k0 + IG_DEPTH, va);
+            }
+            if (loadB) {
+                lb.fetch(k0 + IG_DEPTH, vb);
+            }
         }
-        const float* a = As + buf * IG_SLICE;
-        const float* b = Bs + buf * IG_SLICE;
+        const float* a = As + buf * IG_DEPTH * BM;
+        const float* b = Bs + buf * IG_DEPTH * BN;
 #pragma unroll
         for (int kk = 0; kk < IG_DEPTH; kk++) {
-            float ra[8], rb[8];
-            const float4 a0 = *reinterpret_cast<const float4*>(&a[kk * IG_TILE + ty * 4]);
-            const float4 a1 = *reinterpret_cast<const float4*>(&a[kk * IG_TILE + 64 + ty * 4]);
-            const float4 b0 = *reinterpret_cast<const float4*>(&b[kk * IG_TILE + tx * 4]);
-            const float4 b1 = *reinterpret_cast<const float4*>(&b[kk * IG_TILE + 64 + tx * 4]);
-            ra[0] = a0.x, ra[1] = a0.y, ra[2] = a0.z, ra[3] = a0.w;
-            ra[4] = a1.x, ra[5] = a1.y, ra[6] = a1.z, ra[7] = a1.w;
-            rb[0] = b0.x, rb[1] = b0.y, rb[2] = b0.z, rb[3] = b0.w;
-            rb[4] = b1.x, rb[5] = b1.y, rb[6] = b1.z, rb[7] = b1.w;
+            float ra[RM], rb[RN];
 #pragma unroll
-            for (int i = 0; i < 8; i++) {
+            for (int band = 0; band < RM / 4; band++) {
+                read4(&a[kk * BM + band * 64 + ty * 4], &ra[band * 4]);
+            }
 #pragma unroll
-                for (int j = 0; j < 8; j++) {
+            for (int band = 0; band < RN / 4; band++) {
+                read4(&b[kk * BN + band * 64 + tx * 4], &rb[band * 4]);
+            }
+#pragma unroll
+            for (int i = 0; i < RM; i++) {
+#pragma unroll
+                for (int j = 0; j < RN; j++) {
                     acc[i][j] += ra[i] * rb[j];
                 }
             }
         }
         if (more) {  // the other buffer was last read before the previous barrier
-            putSlice<LoadA::wide>(As + (buf ^ 1) * IG_SLICE, va);
-            putSlice<LoadB::wide>(Bs + (buf ^ 1) * IG_SLICE, vb);
+            if (loadA) {
+                putSlice<LoadA>(As + (buf ^ 1) * IG_DEPTH * BM, va);
+            }
+            if (loadB) {
+                putSlice<LoadB>(Bs + (buf ^ 1) * IG_DEPTH * BN, vb);
+            }
         }
         __syncthreads();
         buf ^= 1;
     }
     // (unrolled, so that acc stays in registers)
 #pragma unroll
-    for (int i = 0; i < 8; i++) {
-        const int m = (i < 4 ? 0 : 64) + ty * 4 + i % 4;
+    for (int i = 0; i < RM; i++) {
+        const int m = (i / 4) * 64 + ty * 4 + i % 4;
         if (m >= out.M) {
             continue;
         }
 #pragma unroll
-        for (int h = 0; h < 2; h++) {
+        for (int h = 0; h < RN / 4; h++) {
             const int n = h * 64 + tx * 4;
             const float* v = &acc[i][h * 4];
             if (vecOut) {  // the four columns are adjacent and aligned, and all or none exist
@@ -212,14 +239,15 @@ struct RowMajorTile {
  * ===================================================================================== */
 
 // A[k][f] = filters[k, g's filter f]: four adjacent filters of one row (wide)
-template <bool vec>
+template <bool vec, int width>
 struct FilterActsA {
     static const bool wide = true;
+    static const int W = width;   // the tile's width
     const float* filters;   // at this thread's first filter
     int numFilters, K, left; // left: how many of the four filters exist
 
     __device__ void fetch(const int k0, float v[4]) const {
-        const int k = k0 + wideRow();
+        const int k = k0 + Lie<wide, W>::row();
         const float* p = &filters[(size_t)k * numFilters];
         if (vec) {
             load4(k < K && left > 0 ? p : 0, v);
@@ -233,15 +261,16 @@ struct FilterActsA {
 
 // B[(c, fy, fx)][(m, i)] = images[g's colour c, pixel (fy, fx) of module m, image i] (wide);
 // with vec, numImages % 4 == 0 and the four columns are images i..i+3 of one module
-template <bool vec>
+template <bool vec, int width>
 struct FilterActsB {
     static const bool wide = true;
+    static const int W = width;   // the tile's width
     ImagePixels img;
     int color0, filterPixels, K;
     int my[4], mx[4], i[4];   // the thread's columns (my = -1: past the last)
 
     __device__ void fetch(const int k0, float v[4]) const {
-        const int k = k0 + wideRow();
+        const int k = k0 + Lie<wide, W>::row();
         if (k >= K) {
             zero4(v);
             return;
@@ -261,7 +290,7 @@ struct FilterActsB {
 
 /*
  * Block: IG_THREADS threads. blockIdx.x: columns [blockIdx.x * IG_TILE, ...) of the
- * (module, image) pairs; blockIdx.y = group * tilesM + the tile of the group's filters.
+ * (module, image) pairs; blockIdx.y = group * tilesM + the tile of BM of the group's filters.
  *
  * images:   (numGroups * numFilterColors * imgSizeY * imgSizeX, numImages), rows imgStride apart
  * filters:  (numFilterColors * filterSize^2, numFilters)
@@ -271,31 +300,31 @@ struct FilterActsB {
  * scaleTargets is 0). vecA: numFilters and its groups' share divide by 4, filters aligned;
  * vecB: numImages and imgStride divide by 4, images and targets aligned.
  */
-template <bool vecA, bool vecB>
+template <int BM, bool vecA, bool vecB>
 __global__ void __launch_bounds__(IG_THREADS, 2)
 kImplicitFilterActs(const float* images, const float* filters, float* targets, const int numImages,
                     const int imgStride, const int numGroups, const int numFilterColors, const int numFilters,
                     const int imgSizeY, const int imgSizeX, const int numModulesY, const int numModulesX,
                     const int filterSize, const int paddingStart, const int moduleStride,
                     const float scaleTargets, const float scaleOutput) {
-    __shared__ __align__(16) float As[2 * IG_SLICE];   // (read as float4)
-    __shared__ __align__(16) float Bs[2 * IG_SLICE];
+    __shared__ __align__(16) float As[2 * IG_DEPTH * BM];   // (read as float4)
+    __shared__ __align__(16) float Bs[2 * IG_DEPTH * IG_TILE];
     const int numFiltersPerGroup = numFilters / numGroups;
-    const int tilesM = DIVUP(numFiltersPerGroup, IG_TILE);
-    const int g = blockIdx.y / tilesM, mTile = (blockIdx.y % tilesM) * IG_TILE, nTile = blockIdx.x * IG_TILE;
+    const int tilesM = DIVUP(numFiltersPerGroup, BM);
+    const int g = blockIdx.y / tilesM, mTile = (blockIdx.y % tilesM) * BM, nTile = blockIdx.x * IG_TILE;
     const int filterPixels = filterSize * filterSize, K = numFilterColors * filterPixels;
     const int N = numModulesY * numModulesX * numImages;
 
-    FilterActsA<vecA> la;
-    const int f = mTile + wideCol();
+    FilterActsA<vecA, BM> la;
+    const int f = mTile + Lie<true, BM>::col();
     la.filters = &filters[g * numFiltersPerGroup + f];
     la.numFilters = numFilters, la.K = K, la.left = numFiltersPerGroup - f;
 
-    FilterActsB<vecB> lb;
+    FilterActsB<vecB, IG_TILE> lb;
     lb.img = ImagePixels{images, imgStride, imgSizeY, imgSizeX, paddingStart, moduleStride, filterSize};
     lb.color0 = g * numFilterColors, lb.filterPixels = filterPixels, lb.K = K;
     for (int j = 0; j < 4; j++) {
-        const int n = nTile + wideCol() + j, m = n / numImages;
+        const int n = nTile + Lie<true, IG_TILE>::col() + j, m = n / numImages;
         lb.my[j] = n < N ? m / numModulesX : -1, lb.mx[j] = m % numModulesX, lb.i[j] = n % numImages;
     }
 
@@ -310,15 +339,16 @@ kImplicitFilterActs(const float* images, const float* filters, float* targets, c
 
 // A[((fy, fx), f)][c] = filters[(g's colour c, fy, fx), g's filter f]: four adjacent
 // filters of one row (deep); with vec, the group's filter count divides by 4
-template <bool vec>
+template <bool vec, int width>
 struct ImgActsA {
     static const bool wide = false;
+    static const int W = width;   // the tile's width
     const float* filters;   // at row (g's colour c, 0, 0), column g's first filter
     int numFilters, numFiltersPerGroup, K;
     bool valid;              // c exists
 
     __device__ void fetch(const int k0, float v[4]) const {
-        const int k = k0 + deepRow();
+        const int k = k0 + Lie<wide, W>::row();
         if (vec) {
             const int p = k / numFiltersPerGroup, f = k % numFiltersPerGroup;
             load4(valid && k < K ? &filters[(size_t)p * numFilters + f] : 0, v);
@@ -333,9 +363,10 @@ struct ImgActsA {
 
 // B[((fy, fx), f)][(pixel, i)] = hidActs[g's filter f, the module whose pixel (fy, fx) is
 // that pixel, i], or 0 (wide); with vec, the four columns are images i..i+3 of one pixel
-template <bool vec>
+template <bool vec, int width>
 struct ImgActsB {
     static const bool wide = true;
+    static const int W = width;   // the tile's width
     const float* hidActs;   // at g's first filter
     int numImages, numFiltersPerGroup, numModulesY, numModulesX, filterSize, paddingStart, moduleStride, K;
     int y[4], x[4], i[4];   // the thread's columns (y = -1: past the last)
@@ -353,7 +384,7 @@ struct ImgActsB {
     }
 
     __device__ void fetch(const int k0, float v[4]) const {
-        const int k = k0 + wideRow();
+        const int k = k0 + Lie<wide, W>::row();
         if (k >= K) {
             zero4(v);
             return;
@@ -384,7 +415,7 @@ struct ImgActsOut {
 
 /*
  * Block: IG_THREADS threads. blockIdx.x: columns [blockIdx.x * IG_TILE, ...) of the
- * (pixel, image) pairs; blockIdx.y = group * tilesM + the tile of the group's colours.
+ * (pixel, image) pairs; blockIdx.y = group * tilesM + the tile of BM of the group's colours.
  *
  * hidActs:  (numFilters * numModulesY * numModulesX, numImages), contiguous
  * filters:  (numFilterColors * filterSize^2, numFilters)
@@ -394,34 +425,34 @@ struct ImgActsOut {
  * not read when scaleTargets is 0). vecA: numFilters and its groups' share divide by 4,
  * filters aligned; vecB: numImages and targetStride divide by 4, hidActs and targets aligned.
  */
-template <bool vecA, bool vecB>
+template <int BM, bool vecA, bool vecB>
 __global__ void __launch_bounds__(IG_THREADS, 2)
 kImplicitImgActs(const float* hidActs, const float* filters, float* targets, const int numImages,
                  const int targetStride, const int numGroups, const int numFilterColors, const int numFilters,
                  const int imgSizeY, const int imgSizeX, const int numModulesY, const int numModulesX,
                  const int filterSize, const int paddingStart, const int moduleStride,
                  const float scaleTargets, const float scaleOutput) {
-    __shared__ __align__(16) float As[2 * IG_SLICE];   // (read as float4)
-    __shared__ __align__(16) float Bs[2 * IG_SLICE];
+    __shared__ __align__(16) float As[2 * IG_DEPTH * BM];   // (read as float4)
+    __shared__ __align__(16) float Bs[2 * IG_DEPTH * IG_TILE];
     const int numFiltersPerGroup = numFilters / numGroups;
-    const int tilesM = DIVUP(numFilterColors, IG_TILE);
-    const int g = blockIdx.y / tilesM, mTile = (blockIdx.y % tilesM) * IG_TILE, nTile = blockIdx.x * IG_TILE;
+    const int tilesM = DIVUP(numFilterColors, BM);
+    const int g = blockIdx.y / tilesM, mTile = (blockIdx.y % tilesM) * BM, nTile = blockIdx.x * IG_TILE;
     const int filterPixels = filterSize * filterSize, K = filterPixels * numFiltersPerGroup;
     const int imgPixels = imgSizeY * imgSizeX, N = imgPixels * numImages;
 
-    ImgActsA<vecA> la;
-    const int c = mTile + deepCol();
+    ImgActsA<vecA, BM> la;
+    const int c = mTile + Lie<false, BM>::col();
     la.valid = c < numFilterColors;
     la.filters = &filters[(size_t)(la.valid ? c : 0) * filterPixels * numFilters + g * numFiltersPerGroup];
     la.numFilters = numFilters, la.numFiltersPerGroup = numFiltersPerGroup, la.K = K;
 
-    ImgActsB<vecB> lb;
+    ImgActsB<vecB, IG_TILE> lb;
     lb.hidActs = &hidActs[(size_t)g * numFiltersPerGroup * numModulesY * numModulesX * numImages];
     lb.numImages = numImages, lb.numFiltersPerGroup = numFiltersPerGroup, lb.numModulesY = numModulesY;
     lb.numModulesX = numModulesX, lb.filterSize = filterSize, lb.paddingStart = paddingStart;
     lb.moduleStride = moduleStride, lb.K = K;
     for (int j = 0; j < 4; j++) {
-        const int n = nTile + wideCol() + j, pixel = n / numImages;
+        const int n = nTile + Lie<true, IG_TILE>::col() + j, pixel = n / numImages;
         lb.y[j] = n < N ? pixel / imgSizeX : -1, lb.x[j] = pixel % imgSizeX, lb.i[j] = n % numImages;
     }
 
@@ -437,9 +468,10 @@ kImplicitImgActs(const float* hidActs, const float* filters, float* targets, con
 // A[q][(c, fy, fx)] = images[g's colour c, pixel (fy, fx) of module m0 + q / numImages,
 // image q % numImages], q from the slice's start (deep); with vec, numImages % 4 == 0, so
 // four adjacent q are images i..i+3 of one module
-template <bool vec>
+template <bool vec, int width>
 struct WeightActsA {
     static const bool wide = false;
+    static const int W = width;   // the tile's width
     ImagePixels img;
     int numImages, numModulesX, m0, q0, K;
     int c, fy, fx;          // the thread's row (c = -1: past the last)
@@ -451,7 +483,7 @@ struct WeightActsA {
     }
 
     __device__ void fetch(const int k0, float v[4]) const {
-        const int k = k0 + deepRow();
+        const int k = k0 + Lie<wide, W>::row();
         if (vec) {
             const int q = q0 + k, m = m0 + q / numImages;
             load4(c >= 0 && k < K ? img.at(c, fy, fx, m / numModulesX, m % numModulesX, q % numImages) : 0, v);
@@ -464,15 +496,16 @@ struct WeightActsA {
 };
 
 // B[q][f] = hidActs[g's filter f, (module m0, image 0) + q] (deep: adjacent q are adjacent)
-template <bool vec>
+template <bool vec, int width>
 struct WeightActsB {
     static const bool wide = false;
+    static const int W = width;   // the tile's width
     const float* hidActs;   // at (this thread's filter, module m0, image 0) + q0
     int K;
     bool valid;             // the filter exists
 
     __device__ void fetch(const int k0, float v[4]) const {
-        const int k = k0 + deepRow();
+        const int k = k0 + Lie<wide, W>::row();
         if (vec) {
             load4(valid && k < K ? &hidActs[k] : 0, v);
         } else {
@@ -484,7 +517,7 @@ struct WeightActsB {
 };
 
 /*
- * Block: IG_THREADS threads. blockIdx.x: columns [blockIdx.x * IG_TILE, ...) of the group's
+ * Block: IG_THREADS threads. blockIdx.x: columns [blockIdx.x * BN, ...) of the group's
  * filters; blockIdx.y = ((group * numPartialSums + partial sum) * numSlices + slice) *
  * tilesM + the tile of the rows (c, fy, fx). A partial sum covers partialSum modules, i.e.
  * partialSum * numImages products per filter weight; slice s takes [s * sliceLen, (s + 1)
@@ -501,33 +534,33 @@ struct WeightActsB {
  * when scaleTargets is 0). vecA: numImages and imgStride divide by 4, images aligned; vecB:
  * numImages divides by 4, hidActs aligned.
  */
-template <bool vecA, bool vecB>
+template <int BN, bool vecA, bool vecB>
 __global__ void __launch_bounds__(IG_THREADS, 2)
 kImplicitWeightActs(const float* images, const float* hidActs, float* targets, const int numImages,
                     const int imgStride, const int numGroups, const int numFilterColors, const int numFilters,
                     const int imgSizeY, const int imgSizeX, const int numModulesY, const int numModulesX,
                     const int filterSize, const int paddingStart, const int moduleStride, const int partialSum,
                     const int numSlices, const int sliceLen, const float scaleTargets, const float scaleOutput) {
-    __shared__ __align__(16) float As[2 * IG_SLICE];   // (read as float4)
-    __shared__ __align__(16) float Bs[2 * IG_SLICE];
+    __shared__ __align__(16) float As[2 * IG_DEPTH * IG_TILE];   // (read as float4)
+    __shared__ __align__(16) float Bs[2 * IG_DEPTH * BN];
     const int numFiltersPerGroup = numFilters / numGroups, numModules = numModulesY * numModulesX;
     const int filterPixels = filterSize * filterSize, rows = numFilterColors * filterPixels;
     const int numPartialSums = numModules / partialSum;
     const int tilesM = DIVUP(rows, IG_TILE);
-    const int mTile = (blockIdx.y % tilesM) * IG_TILE, nTile = blockIdx.x * IG_TILE;
+    const int mTile = (blockIdx.y % tilesM) * IG_TILE, nTile = blockIdx.x * BN;
     const int z = blockIdx.y / tilesM;   // ((g * numPartialSums + p) * numSlices + s)
     const int s = z % numSlices, p = (z / numSlices) % numPartialSums, g = z / numSlices / numPartialSums;
     const int m0 = p * partialSum, q0 = s * sliceLen;
     const int K = MIN(sliceLen, partialSum * numImages - q0);
 
-    WeightActsA<vecA> la;
+    WeightActsA<vecA, IG_TILE> la;
     la.img = ImagePixels{images, imgStride, imgSizeY, imgSizeX, paddingStart, moduleStride, filterSize};
     la.numImages = numImages, la.numModulesX = numModulesX, la.m0 = m0, la.q0 = q0, la.K = K;
-    const int r = mTile + deepCol(), rp = r % filterPixels;
+    const int r = mTile + Lie<false, IG_TILE>::col(), rp = r % filterPixels;
     la.c = r < rows ? g * numFilterColors + r / filterPixels : -1, la.fy = rp / filterSize, la.fx = rp % filterSize;
 
-    WeightActsB<vecB> lb;
-    const int f = nTile + deepCol();
+    WeightActsB<vecB, BN> lb;
+    const int f = nTile + Lie<false, BN>::col();
     lb.valid = f < numFiltersPerGroup;
     lb.hidActs = &hidActs[((size_t)(g * numFiltersPerGroup + (lb.valid ? f : 0)) * numModules + m0) * numImages + q0];
     lb.K = K;

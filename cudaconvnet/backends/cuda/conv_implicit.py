@@ -4,9 +4,11 @@ hidActs (cuda_src/cudaconv2/implicit_gemm.cu). New in this port; no column buffe
 cuBLAS. The 2012 kernels stay the default.
 
 conv_gemm.py hands all three passes here under --conv-kernels=implicit, after the 2012
-shape checks. Per pass the host picks the tile grid and the two template arguments, vecA
-and vecB: 16-byte loads (and stores) where four consecutive elements are adjacent and
-aligned, which the 2012 layouts give whenever numImages and the row strides divide by 4.
+shape checks. Per pass the host picks the grid and the template arguments: the width (64
+or 128) of the tile's side that counts filters or colours, whichever leaves less of the
+block idle (AlexNet's 48 and 192 filters per tower take 64), and vecA and vecB, 16-byte
+loads (and stores) where four consecutive elements are adjacent and aligned, which the
+2012 layouts give whenever numImages and the row strides divide by 4.
 
 weightActs: one block computes a 128 x 128 tile of one partial sum's gradient. When the
 partial sums are few (partialSum 0 is one sum over every module) that leaves most of the
@@ -23,9 +25,9 @@ THREADS = 256                   # IG_THREADS of implicit_gemm.cu
 TILE = 128                      # IG_TILE
 DEPTH = 8                       # IG_DEPTH
 KERNELS = ("kImplicitFilterActs", "kImplicitImgActs", "kImplicitWeightActs")
-# (weightActs' vecA implies its vecB: both need numImages % 4 == 0)
-INSTANTIATIONS = [(SRC, k, (a, b)) for k in KERNELS for a in (False, True) for b in (False, True)
-                  if not (k == "kImplicitWeightActs" and a and not b)]
+# (tile width, vecA, vecB); weightActs' vecA implies its vecB: both need numImages % 4 == 0
+INSTANTIATIONS = [(SRC, k, (w, a, b)) for k in KERNELS for w in (64, TILE) for a in (False, True)
+                  for b in (False, True) if not (k == "kImplicitWeightActs" and a and not b)]
 FORMATS = {"kImplicitFilterActs": "PPPiiiiiiiiiiiiff", "kImplicitImgActs": "PPPiiiiiiiiiiiiff",
            "kImplicitWeightActs": "PPPiiiiiiiiiiiiiiiff"}
 # weightActs: blocks wanted before a partial sum is sliced (a few per SM of an H100's 132),
@@ -38,8 +40,15 @@ def _aligned(*mats):
     return all(ptr(m) % 16 == 0 for m in mats)
 
 
-def _launch(kernel, vecA, vecB, grid, *args):
-    nvmatrix.launch(Launch(SRC, kernel, (bool(vecA), bool(vecB)), grid, (THREADS, 1, 1)), FORMATS[kernel], *args)
+def _launch(kernel, width, vecA, vecB, grid, *args):
+    nvmatrix.launch(Launch(SRC, kernel, (width, bool(vecA), bool(vecB)), grid, (THREADS, 1, 1)), FORMATS[kernel],
+                    *args)
+
+
+def tile_width(n):
+    """The tile width for a side of n filters or colours: 64 where it pads n less than 128
+    does (48 -> 64, 192 -> 3 x 64), else 128."""
+    return 64 if DIVUP(n, 64) * 64 < DIVUP(n, TILE) * TILE else TILE
 
 
 def _sizes(g):
@@ -58,8 +67,9 @@ def filterActs(g, images, filters, targets, scaleTargets, scaleOutput):
     if g.numImages == 0:
         return
     vecB = g.numImages % 4 == 0 and row_stride(images) % 4 == 0 and _aligned(images, targets)
-    grid = (DIVUP(g.numModules * g.numImages, TILE), DIVUP(g.numFiltersPerGroup, TILE) * g.numGroups)
-    _launch("kImplicitFilterActs", _filters_vec(g, filters), vecB, grid, ptr(images), ptr(filters), ptr(targets),
+    bm = tile_width(g.numFiltersPerGroup)
+    grid = (DIVUP(g.numModules * g.numImages, TILE), DIVUP(g.numFiltersPerGroup, bm) * g.numGroups)
+    _launch("kImplicitFilterActs", bm, _filters_vec(g, filters), vecB, grid, ptr(images), ptr(filters), ptr(targets),
             np.int32(g.numImages), np.int32(row_stride(images)), *_sizes(g), np.float32(scaleTargets),
             np.float32(scaleOutput))
 
@@ -69,8 +79,9 @@ def imgActs(g, hidActs, filters, targets, scaleTargets, scaleOutput):
     if g.numImages == 0:
         return
     vecB = g.numImages % 4 == 0 and row_stride(targets) % 4 == 0 and _aligned(hidActs, targets)
-    grid = (DIVUP(g.imgPixels * g.numImages, TILE), DIVUP(g.numFilterColors, TILE) * g.numGroups)
-    _launch("kImplicitImgActs", _filters_vec(g, filters), vecB, grid, ptr(hidActs), ptr(filters), ptr(targets),
+    bm = tile_width(g.numFilterColors)
+    grid = (DIVUP(g.imgPixels * g.numImages, TILE), DIVUP(g.numFilterColors, bm) * g.numGroups)
+    _launch("kImplicitImgActs", bm, _filters_vec(g, filters), vecB, grid, ptr(hidActs), ptr(filters), ptr(targets),
             np.int32(g.numImages), np.int32(row_stride(targets)), *_sizes(g), np.float32(scaleTargets),
             np.float32(scaleOutput))
 
@@ -79,7 +90,8 @@ def slicing(g, partialSum):
     """(numSlices, sliceLen): how weightActs cuts each partial sum's partialSum * numImages
     products (sliceLen divides by DEPTH; every slice holds some)."""
     products = partialSum * g.numImages
-    blocks = DIVUP(g.Kg, TILE) * DIVUP(g.numFiltersPerGroup, TILE) * g.numGroups * (g.numModules // partialSum)
+    blocks = DIVUP(g.Kg, TILE) * DIVUP(g.numFiltersPerGroup, tile_width(g.numFiltersPerGroup)) * g.numGroups * \
+        (g.numModules // partialSum)
     slices = max(1, min(DIVUP(MIN_BLOCKS, blocks), products // MIN_SLICE))
     sliceLen = max(DEPTH, DIVUP(DIVUP(products, slices), DEPTH) * DEPTH)
     return DIVUP(products, sliceLen), sliceLen
@@ -102,8 +114,9 @@ def weightActs(g, images, hidActs, targets, partialSum, scaleTargets, scaleOutpu
     out = targets if slices == 1 else nvmatrix.empty(slices * targets.shape[0], targets.shape[1])
     vecA = g.numImages % 4 == 0 and row_stride(images) % 4 == 0 and _aligned(images)
     vecB = g.numImages % 4 == 0 and _aligned(hidActs)
-    grid = (DIVUP(g.numFiltersPerGroup, TILE), DIVUP(g.Kg, TILE) * g.numGroups * (g.numModules // ps) * slices)
-    _launch("kImplicitWeightActs", vecA, vecB, grid, ptr(images), ptr(hidActs), ptr(out), np.int32(g.numImages),
+    bn = tile_width(g.numFiltersPerGroup)
+    grid = (DIVUP(g.numFiltersPerGroup, bn), DIVUP(g.Kg, TILE) * g.numGroups * (g.numModules // ps) * slices)
+    _launch("kImplicitWeightActs", bn, vecA, vecB, grid, ptr(images), ptr(hidActs), ptr(out), np.int32(g.numImages),
             np.int32(row_stride(images)), *_sizes(g), np.int32(ps), np.int32(slices), np.int32(sliceLen),
             np.float32(scaleTargets if slices == 1 else 0.0), np.float32(scaleOutput if slices == 1 else 1.0))
     if slices > 1:
