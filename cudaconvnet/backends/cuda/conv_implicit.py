@@ -62,28 +62,35 @@ def _filters_vec(g, filters):
     return g.numFilters % 4 == 0 and g.numFiltersPerGroup % 4 == 0 and _aligned(filters)
 
 
-def filterActs(g, images, filters, targets, scaleTargets, scaleOutput):
-    """targets (F * M, N) = scaleTargets * targets + scaleOutput * conv(images, filters)."""
+def _images_vec(g, stride, *mats):
+    """Four adjacent images of a pixel are adjacent and aligned, in mats, whose rows (in the
+    images' layout) are `stride` floats apart."""
+    return g.numImages % 4 == 0 and stride % 4 == 0 and _aligned(*mats)
+
+
+def _per_group(kernel, g, rows, columns, data, filters, targets, stride, vecB, scaleTargets, scaleOutput):
+    """filterActs and imgActs: per group, C (rows, columns) in tiles of (tile_width(rows),
+    TILE). data: images or hidActs; stride: the row stride of the one in the images' layout."""
     if g.numImages == 0:
         return
-    vecB = g.numImages % 4 == 0 and row_stride(images) % 4 == 0 and _aligned(images, targets)
-    bm = tile_width(g.numFiltersPerGroup)
-    grid = (DIVUP(g.numModules * g.numImages, TILE), DIVUP(g.numFiltersPerGroup, bm) * g.numGroups)
-    _launch("kImplicitFilterActs", bm, _filters_vec(g, filters), vecB, grid, ptr(images), ptr(filters), ptr(targets),
-            np.int32(g.numImages), np.int32(row_stride(images)), *_sizes(g), np.float32(scaleTargets),
-            np.float32(scaleOutput))
+    bm = tile_width(rows)
+    grid = (DIVUP(columns, TILE), DIVUP(rows, bm) * g.numGroups)
+    _launch(kernel, bm, _filters_vec(g, filters), vecB, grid, ptr(data), ptr(filters), ptr(targets),
+            np.int32(g.numImages), np.int32(stride), *_sizes(g), np.float32(scaleTargets), np.float32(scaleOutput))
+
+
+def filterActs(g, images, filters, targets, scaleTargets, scaleOutput):
+    """targets (F * M, N) = scaleTargets * targets + scaleOutput * conv(images, filters)."""
+    stride = row_stride(images)
+    _per_group("kImplicitFilterActs", g, g.numFiltersPerGroup, g.numModules * g.numImages, images, filters, targets,
+               stride, _images_vec(g, stride, images, targets), scaleTargets, scaleOutput)
 
 
 def imgActs(g, hidActs, filters, targets, scaleTargets, scaleOutput):
     """targets (C * imgPixels, N) = scaleTargets * targets + scaleOutput * d conv / d images."""
-    if g.numImages == 0:
-        return
-    vecB = g.numImages % 4 == 0 and row_stride(targets) % 4 == 0 and _aligned(hidActs, targets)
-    bm = tile_width(g.numFilterColors)
-    grid = (DIVUP(g.imgPixels * g.numImages, TILE), DIVUP(g.numFilterColors, bm) * g.numGroups)
-    _launch("kImplicitImgActs", bm, _filters_vec(g, filters), vecB, grid, ptr(hidActs), ptr(filters), ptr(targets),
-            np.int32(g.numImages), np.int32(row_stride(targets)), *_sizes(g), np.float32(scaleTargets),
-            np.float32(scaleOutput))
+    stride = row_stride(targets)
+    _per_group("kImplicitImgActs", g, g.numFilterColors, g.imgPixels * g.numImages, hidActs, filters, targets,
+               stride, _images_vec(g, stride, hidActs, targets), scaleTargets, scaleOutput)
 
 
 def slicing(g, partialSum):
@@ -112,8 +119,8 @@ def weightActs(g, images, hidActs, targets, partialSum, scaleTargets, scaleOutpu
     ps = partialSum or g.numModules
     slices, sliceLen = slicing(g, ps)
     out = targets if slices == 1 else nvmatrix.empty(slices * targets.shape[0], targets.shape[1])
-    vecA = g.numImages % 4 == 0 and row_stride(images) % 4 == 0 and _aligned(images)
-    vecB = g.numImages % 4 == 0 and _aligned(hidActs)
+    vecA = _images_vec(g, row_stride(images), images)
+    vecB = _images_vec(g, 4, hidActs)                  # (hidActs: rows numImages apart)
     bn = tile_width(g.numFiltersPerGroup)
     grid = (DIVUP(g.numFiltersPerGroup, bn), DIVUP(g.Kg, TILE) * g.numGroups * (g.numModules // ps) * slices)
     _launch("kImplicitWeightActs", bn, vecA, vecB, grid, ptr(images), ptr(hidActs), ptr(out), np.int32(g.numImages),
