@@ -1,0 +1,96 @@
+"""The whole CUDA engine on the CPU: training steps of the digits net (layers_cfg/
+layers-digits.cfg: conv with partial sums, max pooling, fc, softmax, logreg) with the CUDA
+backend, its kernels run by the emulation of tests/cuda_emulation.py, against the NumPy
+engine from the same weights and data.
+
+The kernels are checked one operation at a time elsewhere (test_cuda_conv.py,
+test_cuda_conv_gemm.py, test_cuda_util_emulated.py); this checks what those cannot: that
+the layers call the CUDA backend's operations with the arguments, shapes and scales the
+NumPy engine gets, in the same order, through a forward pass, a backward pass and a weight
+update, for the 2012 conv kernels and the implicit ones (gemm and winograd reach the same
+layer code through the same dispatch, and emulate the products slowly). The GPU runs the
+same check on the 18pct net for every choice (test_cuda_ops.py).
+
+Digits: the first 32 scans of scikit-learn's set, minus their mean, as the demo feeds them.
+"""
+import contextlib
+import copy
+import io
+
+import numpy as np
+import pytest
+from cuda_emulation import emulate_backend, make_emulator
+from test_cuda_ops import ENGINE, REPO, assert_close
+
+from cudaconvnet import layer
+from cudaconvnet.backends import get_backend
+
+STEPS = 3
+MINIBATCH = 32
+KERNELS_2012 = ("filterActs_YxX_color", "filterActs_YxX_sparse", "img_acts_color", "img_acts_mediumcolor",
+                "img_acts_manycolor", "conv_weight_acts_c", "conv_weight_acts_mc_mf")
+
+
+@pytest.fixture(scope="module")
+def emulator(tmp_path_factory):
+    return make_emulator(tmp_path_factory.mktemp("engine_emulation"))
+
+
+def _digits():
+    from sklearn.datasets import load_digits
+    d = load_digits()
+    x = d.data[:MINIBATCH].T.astype(np.float32)
+    return [x - x.mean(axis=1, keepdims=True), d.target[:MINIBATCH].reshape(1, -1).astype(np.float32)]
+
+
+def _layers():
+    import numpy.random as nr
+    nr.seed(0)  # the parser draws the initial weights from numpy's global generator
+    model = layer.StaticModel([64, 1], 10)
+    with contextlib.redirect_stdout(io.StringIO()):
+        return layer.LayerParser.parse_layers(str(REPO / "layers_cfg" / "layers-digits.cfg"),
+                                              str(REPO / "layers_cfg" / "layer-params-digits.cfg"), model,
+                                              dialect=layer.CUDA_CONVNET)
+
+
+def _weights(net):
+    out = {}
+    for lay in net.layers:
+        for i, w in enumerate(getattr(lay, "weights", [])):
+            out["%s.w%d" % (lay.name, i)] = net.be.to_host(w.W)
+        if hasattr(lay, "biases"):
+            out["%s.b" % lay.name] = net.be.to_host(lay.biases.W)
+    return out
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("conv_kernels", ["2012", "implicit"])
+def test_digits_steps_match_numpy(emulator, monkeypatch, conv_kernels):
+    from cudaconvnet.engine.net import ConvNet
+    be = emulate_backend(monkeypatch, emulator)
+    be.set_conv_kernels(conv_kernels)
+    start = len(emulator.launches)
+    try:
+        layers, data = _layers(), _digits()
+        nets = {name: ConvNet(copy.deepcopy(layers), MINIBATCH, b, seed=1, out=lambda s: None)
+                for name, b in (("numpy", get_backend("numpy")), ("cuda", be))}
+        before = _weights(nets["numpy"])
+        for step in range(STEPS):
+            costs = {name: net.train_batch(data).as_2012()[0] for name, net in nets.items()}
+            (logprob, errors), = costs["numpy"].values()
+            assert costs["cuda"].keys() == costs["numpy"].keys()
+            np.testing.assert_allclose(costs["cuda"]["logprob"][0], logprob, rtol=ENGINE, err_msg="step %d" % step)
+            assert costs["cuda"]["logprob"][1] == errors, step
+        wn, wc = _weights(nets["numpy"]), _weights(nets["cuda"])
+        assert wn.keys() == wc.keys() and len(wn) == 8
+        for k in wn:
+            assert not np.array_equal(wn[k], before[k]), "%s did not learn" % k
+            assert_close(wc[k], wn[k], ENGINE, k)
+        launched = {k for _, k, _ in emulator.launches[start:]}
+        implicit = {"kImplicitFilterActs", "kImplicitImgActs", "kImplicitWeightActs"}
+        if conv_kernels == "implicit":
+            assert implicit <= launched and not launched & set(KERNELS_2012)
+        else:
+            assert {"filterActs_YxX_color", "conv_weight_acts_c"} <= launched and not launched & implicit
+    finally:
+        be.set_conv_kernels("2012")
