@@ -8,12 +8,13 @@ measured in the same process on the same GPU, once with TF32 off (true fp32) and
     python benchmarks/gpu_step.py [--mini 128] [--warmup 3] [--iters 20] [--conv-kernels 2012,gemm,winograd,implicit]
                                   [--layers layers_cfg/layers-alexnet.cfg]
                                   [--params layers_cfg/layer-params-alexnet.cfg]
-                                  [--no-torch] [--json out.json] [--dry-run]
+                                  [--no-torch] [--json out.json] [--markdown table.md] [--dry-run]
 
 Ours runs once per choice of conv kernels (--conv-kernels: the ported 2012 kernels; "gemm",
 im2col + cuBLAS; "winograd", gemm with Winograd's F(2x2, 3x3) for the 3x3 layers' fprop and
 input gradient; "implicit", register-tiled products read straight from the images), each with
-its own column.
+its own column. The peer runs first; a choice of ours that fails is reported in one line and
+left out of the table.
 
 What is timed (CUDA events around each call, after --warmup untimed calls, median of
 --iters):
@@ -430,33 +431,39 @@ def report_against_2012(conv):
             print("%-8s %-14s %9.3f %9.3f %7.2fx" % (layer, p, t, orig, t / orig))
 
 
-def report(specs, n, ours, peers):
-    """ours: {conv kernels: results}; peers: {"fp32" / "tf32": results}. One column of
-    milliseconds each, then each of ours against cuDNN fp32."""
-    device = next(iter(ours.values())).get("device", "?")
-    print("\nGPU: %s; minibatch %d; medians of CUDA-event times (ms)" % (device, n))
-    names = ["ours " + v for v in ours] + ["cuDNN " + c for c in peers]
+def table(specs, ours, peers):
+    """(column names, rows): one column of milliseconds per result (ours per choice of
+    conv kernels, then cuDNN fp32 / tf32), each row (label, pass, values, in a step); then
+    the conv layers' total in a step and the training step."""
     results = list(ours.values()) + list(peers.values())
-    ratios = [v for v in ours] if "fp32" in peers else []
-    print("%-10s %-14s " % ("conv", "pass") + " ".join("%11s" % h for h in names) +
-          "".join(" %12s" % (v + "/fp32") for v in ratios))
-
-    def row(label, values):
-        line = "%-25s " % label + " ".join("%11.3f" % t for t in values)
-        if ratios:
-            fp32 = values[len(ours)]
-            line += "".join(" %11.2fx" % (t / fp32) for t in values[:len(ratios)])
-        print(line)
-    totals = [0.0] * len(results)
+    names = ["ours " + v for v in ours] + ["cuDNN " + c for c in peers]
+    rows, totals = [], [0.0] * len(results)
     for s in specs:
         for p in PASSES:
             values = [r["conv"][(s["name"], p)] for r in results]
             in_step = not (p == "bprop-img" and s["input"] in ("data", "0"))
             if in_step:
                 totals = [a + b for a, b in zip(totals, values)]
-            row("%-10s %-14s" % (s["name"], p + ("" if in_step else "*")), values)
-    row("conv layers in a step", totals)
-    row("training step", [r["step_ms"] for r in results])
+            rows.append((s["name"], p, values, in_step))
+    rows.append(("conv layers in a step", "", totals, True))
+    rows.append(("training step", "", [r["step_ms"] for r in results], True))
+    return names, rows
+
+
+def report(specs, n, ours, peers):
+    """ours: {conv kernels: results}; peers: {"fp32" / "tf32": results}. One column of
+    milliseconds each, then each of ours against cuDNN fp32."""
+    device = next(iter(ours.values())).get("device", "?")
+    print("\nGPU: %s; minibatch %d; medians of CUDA-event times (ms)" % (device, n))
+    names, rows = table(specs, ours, peers)
+    ratios = list(ours) if "fp32" in peers else []
+    print("%-10s %-14s " % ("conv", "pass") + " ".join("%11s" % h for h in names) +
+          "".join(" %12s" % (v + "/fp32") for v in ratios))
+    for name, p, values, in_step in rows:
+        line = "%-10s %-14s " % (name, p + ("" if in_step else "*")) + " ".join("%11.3f" % t for t in values)
+        if ratios:
+            line += "".join(" %11.2fx" % (t / values[len(ours)]) for t in values[:len(ratios)])
+        print(line)
     print("(* not part of a training step: the data layer needs no gradient)")
     if "2012" in ours and n == 128:
         report_against_2012(ours["2012"]["conv"])
@@ -466,6 +473,21 @@ def report(specs, n, ours, peers):
         print("\nours %s, where a step's %.2f ms go (by layer type and phase, CUDA events):" % (name, total))
         for (kind, phase), ms in sorted(where.items(), key=lambda kv: -kv[1])[:12]:
             print("  %-14s %-7s %8.3f ms %5.1f%%" % (kind, phase, ms, 100.0 * ms / total))
+
+
+def markdown(specs, n, ours, peers):
+    """The table of `report` in Markdown, for docs/performance.md."""
+    device = next(iter(ours.values())).get("device", "?")
+    names, rows = table(specs, ours, peers)
+    out = ["Measured by `benchmarks/gpu_step.py` on %s, minibatch %d, fp32; medians of CUDA-event times in "
+           "milliseconds (cuDNN: PyTorch %s)." % (device, n, peers.get("fp32", {}).get("torch", "?")), "",
+           "| layer | pass | " + " | ".join(names) + " |", "|" + "---|" * (2 + len(names))]
+    for name, p, values, in_step in rows:
+        cells = ["%.3f" % t for t in values]
+        if not p:
+            name, cells = "**%s**" % name, ["**%s**" % c for c in cells]
+        out.append("| %s | %s | %s |" % (name, p + ("" if in_step else " (not in a step)"), " | ".join(cells)))
+    return "\n".join(out) + "\n"
 
 
 def main(argv=None):
@@ -479,6 +501,7 @@ def main(argv=None):
                     help="ours, once per choice (comma-separated)")
     ap.add_argument("--no-torch", action="store_true", help="skip the PyTorch peer")
     ap.add_argument("--json", default="", help="also write the numbers here")
+    ap.add_argument("--markdown", default="", help="also write the table here, in Markdown")
     ap.add_argument("--dry-run", action="store_true", help="print the parsed conv shapes and exit")
     args = ap.parse_args(argv)
 
@@ -489,13 +512,14 @@ def main(argv=None):
     if args.dry_run:
         return 0
 
-    ours = {v: time_ours(layers, dialect, specs, args.mini, args.warmup, args.iters, v)
-            for v in args.conv_kernels.split(",")}
+    # the peer first: a choice of ours that fails on the GPU may leave the device unusable
     peers = {}
     ok, why = (False, "--no-torch") if args.no_torch else torch_available()
     if ok:
+        import torch
         for name, tf32 in (("fp32", False), ("tf32", True)):
-            peers[name] = {"conv": time_torch_convs(specs, args.mini, args.warmup, args.iters, tf32)}
+            peers[name] = {"conv": time_torch_convs(specs, args.mini, args.warmup, args.iters, tf32),
+                           "torch": "%s, cuDNN %s" % (torch.__version__, torch.backends.cudnn.version())}
             try:
                 peers[name]["step_ms"] = time_torch_step(layers, args.mini, args.warmup, args.iters, tf32)
             except NotImplementedError as e:
@@ -503,7 +527,19 @@ def main(argv=None):
                 peers[name]["step_ms"] = float("nan")
     else:
         print("\nno PyTorch peer: %s" % why)
+    ours = {}
+    for v in args.conv_kernels.split(","):
+        try:
+            ours[v] = time_ours(layers, dialect, specs, args.mini, args.warmup, args.iters, v)
+        except Exception as e:  # report the others; the failure itself is for the GPU tests to pin down
+            print("\nours %s failed: %s: %s" % (v, type(e).__name__, str(e).splitlines()[0] if str(e) else ""))
+        sys.stdout.flush()
+    if not ours:
+        return 1
     report(specs, args.mini, ours, peers)
+    if args.markdown:
+        with open(args.markdown, "w") as f:
+            f.write(markdown(specs, args.mini, ours, peers))
     if args.json:
         def keyed(d):
             return {"%s %s" % k: v for k, v in d.items()}
