@@ -13,22 +13,18 @@ same check on the 18pct net for every choice (test_cuda_ops.py).
 
 Digits: the first 32 scans of scikit-learn's set, minus their mean, as the demo feeds them.
 """
-import contextlib
 import copy
-import io
 
 import numpy as np
 import pytest
 from cuda_emulation import emulate_backend, make_emulator
-from test_cuda_ops import ENGINE, REPO, assert_close
+from test_cuda_conv_gemm import KERNELS_2012
+from test_cuda_ops import ENGINE, _cfg, _parse, _weights, assert_close
 
-from cudaconvnet import layer
 from cudaconvnet.backends import get_backend
 
 STEPS = 3
 MINIBATCH = 32
-KERNELS_2012 = ("filterActs_YxX_color", "filterActs_YxX_sparse", "img_acts_color", "img_acts_mediumcolor",
-                "img_acts_manycolor", "conv_weight_acts_c", "conv_weight_acts_mc_mf")
 
 
 @pytest.fixture(scope="module")
@@ -43,26 +39,6 @@ def _digits():
     return [x - x.mean(axis=1, keepdims=True), d.target[:MINIBATCH].reshape(1, -1).astype(np.float32)]
 
 
-def _layers():
-    import numpy.random as nr
-    nr.seed(0)  # the parser draws the initial weights from numpy's global generator
-    model = layer.StaticModel([64, 1], 10)
-    with contextlib.redirect_stdout(io.StringIO()):
-        return layer.LayerParser.parse_layers(str(REPO / "layers_cfg" / "layers-digits.cfg"),
-                                              str(REPO / "layers_cfg" / "layer-params-digits.cfg"), model,
-                                              dialect=layer.CUDA_CONVNET)
-
-
-def _weights(net):
-    out = {}
-    for lay in net.layers:
-        for i, w in enumerate(getattr(lay, "weights", [])):
-            out["%s.w%d" % (lay.name, i)] = net.be.to_host(w.W)
-        if hasattr(lay, "biases"):
-            out["%s.b" % lay.name] = net.be.to_host(lay.biases.W)
-    return out
-
-
 @pytest.mark.slow
 @pytest.mark.parametrize("conv_kernels", ["2012", "implicit"])
 def test_digits_steps_match_numpy(emulator, monkeypatch, conv_kernels):
@@ -71,7 +47,8 @@ def test_digits_steps_match_numpy(emulator, monkeypatch, conv_kernels):
     be.set_conv_kernels(conv_kernels)
     start = len(emulator.launches)
     try:
-        layers, data = _layers(), _digits()
+        layers = _parse(_cfg("layers-digits.cfg"), _cfg("layer-params-digits.cfg"), (64, 1), 10)
+        data = _digits()
         nets = {name: ConvNet(copy.deepcopy(layers), MINIBATCH, b, seed=1, out=lambda s: None)
                 for name, b in (("numpy", get_backend("numpy")), ("cuda", be))}
         before = _weights(nets["numpy"])
