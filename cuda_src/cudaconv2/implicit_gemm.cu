@@ -22,8 +22,8 @@
  *     so there is one barrier per slice and global latency hides behind the arithmetic;
  *   - 16-byte loads and stores wherever four consecutive elements are adjacent and aligned
  *     (template arguments vecA, vecB, which the host sets from the sizes and addresses).
- * It reaches the same data as an sm_80 async copy would, through registers, so it runs on
- * every architecture the other kernels do.
+ * Global loads go through registers rather than sm_80's asynchronous copies, so the kernels
+ * run on every architecture the other kernels do.
  *
  * Host side: cudaconvnet/backends/cuda/conv_implicit.py (--conv-kernels=implicit).
  * Reference: cudaconvnet/backends/numpy/{filter,img,weight}_acts.py; checked against it by
@@ -225,7 +225,8 @@ __device__ void implicitGemm(float* As, float* Bs, const LoadA& la, const LoadB&
     }
 }
 
-// C's tile of rows rows0 + [mTile, ...) and columns [nTile, ...) of a row-major matrix
+// a tile of C in a row-major matrix: c is its corner, rows ld floats apart; M, N: the rows
+// and columns that exist from the corner on
 struct RowMajorTile {
     float* c;
     size_t ld;
