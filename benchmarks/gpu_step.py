@@ -136,6 +136,7 @@ def time_ours(layers, dialect, specs, n, warmup, iters, conv_kernels):
     from cudaconvnet.engine.net import ConvNet
     be = get_backend("cuda")
     be.use_device()
+    be.prepare_kernels()        # (nothing to do where the bundles are built)
     be.set_conv_kernels(conv_kernels)
     net = ConvNet(copy.deepcopy(layers), n, be, dialect=dialect, seed=0, out=lambda s: None)
     rng = np.random.default_rng(0)

@@ -160,6 +160,11 @@ class ConvNet(IGPUModel):
             if self.backend.NAME == "cuda":
                 self.backend.use_device(self.opt("gpu")[0])
                 self.backend.set_conv_kernels(self.opt("conv_kernels"))
+                try:
+                    self.backend.prepare_kernels(out=self.p)
+                except RuntimeError as e:   # nvcc's or ptxas's first lines: the file and the error
+                    raise StopTraining("compiling the CUDA kernels failed: %s"
+                                       % "; ".join([s for s in str(e).splitlines() if s.strip()][:2]))
             self.libmodel = Engine(self.model_state["layers"], self.opt("minibatch_size"), self.backend,
                                    dialect=self.dialect(), seed=self.opt("seed") if self.opt("seed") >= 0 else None,
                                    out=self.p.raw)  # the engine prints as the C++ module did

@@ -45,5 +45,6 @@ def cuda_kernels():
     from cudaconvnet.backends.cuda import loader
     be = get_backend("cuda")
     be.use_device()
-    loader.build_all(loader.device_arch(), out=lambda s: None)
+    be.prepare_kernels(out=lambda s: None)
+    assert loader.bundles_present(loader.device_arch())
     return be

@@ -119,6 +119,22 @@ def test_command_line(cache, monkeypatch, capsys):
 INST = loader.all_instantiations()[FILE]
 
 
+@needs_nvcc
+def test_prepare_kernels_builds_what_is_missing_and_says_so(cache, monkeypatch):
+    """What the training loop calls after use_device: the missing bundles are compiled,
+    with a line before, one per file and one after; then nothing more to do."""
+    from cudaconvnet.backends import cuda
+    monkeypatch.setattr(loader, "all_instantiations", lambda: {FILE: INST})
+    monkeypatch.setattr(loader, "device_arch", lambda: "sm_90")
+    lines = []
+    assert cuda.prepare_kernels(out=lines.append) == 1
+    assert lines[0] == "Compiling the CUDA kernels for sm_90 into %s (once per change of cuda_src/)" % cache
+    assert FILE in lines[1] and lines[2].startswith("Compiled 1 file(s) in") and len(lines) == 3
+    assert loader.bundles_present("sm_90")
+    lines.clear()
+    assert cuda.prepare_kernels(out=lines.append) == 0 and lines == []
+
+
 # ----------------------------------------------------------------------------------------
 # on the GPU
 

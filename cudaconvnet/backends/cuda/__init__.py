@@ -100,6 +100,26 @@ def device_name():
     return use_device().name()
 
 
+def prepare_kernels(out=print):
+    """Compiles every kernel for the GPU in use (after use_device), all cuda_src files at
+    once, when nvcc is there and their bundles are not yet in the cache; saying so, as it
+    takes a while (about 20 s on two cores) once per change of the kernels. Without it the
+    first training step would compile each kernel as it came, silently. Returns how many
+    files it compiled. RuntimeError when nvcc or ptxas fails."""
+    import shutil
+    import time
+
+    from . import loader
+    arch = loader.device_arch()
+    if shutil.which("nvcc") is None or loader.bundles_present(arch):
+        return 0
+    out("Compiling the CUDA kernels for %s into %s (once per change of cuda_src/)" % (arch, loader.cache_dir()))
+    t0 = time.time()
+    n = loader.build_all(arch, out=lambda line: out("  " + line))
+    out("Compiled %d file(s) in %.0f s" % (n, time.time() - t0))
+    return n
+
+
 # ------------------------------------------------------------------------------------------
 # the operation list, and host fallbacks for what has no kernel here
 # ------------------------------------------------------------------------------------------
