@@ -65,26 +65,26 @@ def _add(scaleTargets, scaleOutput):
     return not (scaleTargets == 0 and scaleOutput == 1)
 
 
-def select_max_undo(numFilters, numImages, imgSize, scaleTargets, scaleOutput):
-    """convLocalMaxUndo: kLocalMaxUndo, 4x32 threads, 2 filters per thread."""
-    _need16("convLocalMaxUndo", numFilters)
+def _select_pool_undo(fn, kernel, filtersPerThread, numFilters, numImages, imgSize, scaleTargets, scaleOutput):
+    """The two pooling undos: `kernel` with 4x32 threads, filtersPerThread filters each."""
+    _need16(fn, numFilters)
     imgs = imgs_per_thread_128(numImages)
     ccb = numImages % (32 * imgs) != 0
-    grid = (DIVUP(numImages, 32 * imgs) * imgSize, (numFilters // (4 * 2)) * imgSize)
-    return check_grid("convLocalMaxUndo", Launch(FILE, "kLocalMaxUndo",
-                                                  (4, 32, imgs, 2, _add(scaleTargets, scaleOutput), ccb), grid,
-                                                  (32, 4, 1)))
+    grid = (DIVUP(numImages, 32 * imgs) * imgSize, (numFilters // (4 * filtersPerThread)) * imgSize)
+    return check_grid(fn, Launch(FILE, kernel, (4, 32, imgs, filtersPerThread, _add(scaleTargets, scaleOutput), ccb),
+                                 grid, (32, 4, 1)))
+
+
+def select_max_undo(numFilters, numImages, imgSize, scaleTargets, scaleOutput):
+    """convLocalMaxUndo: kLocalMaxUndo, 4x32 threads, 2 filters per thread."""
+    return _select_pool_undo("convLocalMaxUndo", "kLocalMaxUndo", 2, numFilters, numImages, imgSize, scaleTargets,
+                             scaleOutput)
 
 
 def select_avg_undo(numFilters, numImages, imgSize, scaleTargets, scaleOutput):
     """convLocalAvgUndo: kLocalAvgUndo, 4x32 threads, 4 filters per thread."""
-    _need16("convLocalAvgUndo", numFilters)
-    imgs = imgs_per_thread_128(numImages)
-    ccb = numImages % (32 * imgs) != 0
-    grid = (DIVUP(numImages, 32 * imgs) * imgSize, (numFilters // (4 * 4)) * imgSize)
-    return check_grid("convLocalAvgUndo", Launch(FILE, "kLocalAvgUndo",
-                                                  (4, 32, imgs, 4, _add(scaleTargets, scaleOutput), ccb), grid,
-                                                  (32, 4, 1)))
+    return _select_pool_undo("convLocalAvgUndo", "kLocalAvgUndo", 4, numFilters, numImages, imgSize, scaleTargets,
+                             scaleOutput)
 
 
 def select_cnorm(numFilters, numImages, imgSize, sizeX):
