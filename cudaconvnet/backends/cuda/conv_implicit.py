@@ -10,10 +10,11 @@ block idle (AlexNet's 48 and 192 filters per tower take 64), and vecA and vecB, 
 loads (and stores) where four consecutive elements are adjacent and aligned, which the
 2012 layouts give whenever numImages and the row strides divide by 4.
 
-weightActs: one block computes a 128 x 128 tile of one partial sum's gradient. When the
-partial sums are few (partialSum 0 is one sum over every module) that leaves most of the
-GPU idle, so each sum is cut into slices of its numImages * partialSum products, summed
-into a scratch matrix slice by slice, and the slices are added up after (addSum).
+weightActs: one block computes a tile (128 rows by 64 or 128 filters) of one partial sum's
+gradient. When the partial sums are few (partialSum 0 is one sum over every module) that
+leaves most of the GPU idle, so each sum is cut into slices of its numImages * partialSum
+products, summed into a scratch matrix slice by slice, and the slices are added up after
+(addSum).
 """
 import numpy as np
 
