@@ -14,6 +14,7 @@ same check on the 18pct net for every choice (test_cuda_ops.py).
 Digits: the first 32 scans of scikit-learn's set, minus their mean, as the demo feeds them.
 """
 import copy
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -22,6 +23,7 @@ from test_cuda_conv_gemm import KERNELS_2012
 from test_cuda_ops import ENGINE, _cfg, _parse, _weights, assert_close
 
 from cudaconvnet.backends import get_backend
+from cudaconvnet.engine.layers import ConvLayer
 
 STEPS = 3
 MINIBATCH = 32
@@ -52,6 +54,9 @@ def test_digits_steps_match_numpy(emulator, monkeypatch, conv_kernels):
         nets = {name: ConvNet(copy.deepcopy(layers), MINIBATCH, b, seed=1, out=lambda s: None)
                 for name, b in (("numpy", get_backend("numpy")), ("cuda", be))}
         before = _weights(nets["numpy"])
+        # the digits net's convs have partialSum 4: two steps only with the 2012 kernels
+        convs = [lay for lay in nets["cuda"].layers if lay.dic["type"] == "conv"]
+        assert len(convs) == 2 and all(lay.twoStepWeightGrad(0) == (conv_kernels == "2012") for lay in convs)
         for step in range(STEPS):
             costs = {name: net.train_batch(data).as_2012()[0] for name, net in nets.items()}
             (logprob, errors), = costs["numpy"].values()
@@ -71,3 +76,15 @@ def test_digits_steps_match_numpy(emulator, monkeypatch, conv_kernels):
             assert {"filterActs_YxX_color", "conv_weight_acts_c"} <= launched and not launched & implicit
     finally:
         be.set_conv_kernels("2012")
+
+
+def test_two_step_weight_gradient_only_where_the_2012_kernels_run():
+    """partialSum > 0 splits the filter gradient in two steps with the 2012 kernels (the
+    NumPy backend has only those; sparse inputs always run them), not with the others."""
+    def two_step(be, partialSum, sparse):
+        return ConvLayer.twoStepWeightGrad(SimpleNamespace(be=be, partialSum=partialSum, randSparse=[sparse]), 0)
+    cuda = {k: SimpleNamespace(conv_kernels=lambda k=k: k) for k in ("2012", "gemm", "implicit")}
+    assert two_step(get_backend("numpy"), 4, False) and two_step(cuda["2012"], 4, False)
+    assert not two_step(cuda["gemm"], 4, False) and not two_step(cuda["implicit"], 4, False)
+    assert two_step(cuda["implicit"], 4, True)
+    assert not any(two_step(b, 0, s) for b in list(cuda.values()) + [get_backend("numpy")] for s in (False, True))

@@ -540,12 +540,21 @@ class ConvLayer(LocalLayer):
         src = be.reshape(v, self.numFilters, self.modules * n) if self.sharedBiases else v
         be.addSum(b.Grad, src, 1, b.gradScaleTarget(), self.gradScale(passType))
 
+    def twoStepWeightGrad(self, inpIdx):
+        """Whether partialSum splits this input's filter gradient, as in 2012. partialSum
+        only spreads the 2012 kernel's work over more blocks; the CUDA engine's newer conv
+        kernels (--conv-kernels other than 2012) spread it themselves, so they take the
+        whole sum at once and skip the partial sums' buffer and their addition. (Sparse
+        inputs always run the 2012 kernels.)"""
+        newer = getattr(self.be, "conv_kernels", lambda: "2012")() != "2012"
+        return self.partialSum > 0 and (self.randSparse[inpIdx] or not newer)
+
     def bpropWeights(self, v, inpIdx, passType):
         be, w = self.be, self.weights[inpIdx]
         kernel = self.sparse(inpIdx, "convWeightActs")
         args = (self.imgSize[inpIdx], self.modulesX, self.modulesX, self.filterSize[inpIdx]) + self.geometry(inpIdx)
         rows = self.filterChannels[inpIdx] * self.filterPixels[inpIdx]
-        if self.partialSum > 0:
+        if self.twoStepWeightGrad(inpIdx):
             # per-group partial sums first, then their sum: 2012's two steps
             sums = self.modules // self.partialSum
             tmp = self.alloc("_weightGradTmp", sums * rows, self.numFilters)
