@@ -27,8 +27,9 @@ What is timed (CUDA events around each call, after --warmup untimed calls, media
   per conv layer and input (both towers listed, conv3's two inputs apart):
     fprop          ours: convFilterActs        peer: F.conv2d
     bprop-img      ours: convImgActs           peer: aten.convolution_backward (input grad)
-    bprop-weights  ours: convWeightActs with the layer's partialSum (without the small
-                   addSum over partial sums that follows it)
+    bprop-weights  ours: convWeightActs as the layer calls it: with the 2012 kernels, with
+                   the layer's partialSum (without the addSum over partial sums that
+                   follows it); with the others, partialSum 0 (one sum)
                                                peer: aten.convolution_backward (weight grad)
   The 2012 geometry lets the last module overhang the image (conv1: 1 + ceil((224-11)/4) =
   55); for cuDNN the input is zero-padded right/bottom to give the same output size (the
@@ -164,15 +165,15 @@ def time_ours(layers, dialect, specs, n, warmup, iters, conv_kernels):
         geo = L.geometry(i)
         img, m = L.imgSize[i], L.modulesX
         rows = L.filterChannels[i] * L.filterPixels[i]
-        sums = L.modules // L.partialSum if L.partialSum > 0 else 1
-        wtmp = be.empty(sums * rows, L.numFilters)
+        ps = L.partialSum if L.twoStepWeightGrad(i) else 0      # as the layer runs it
+        wtmp = be.empty((L.modules // ps if ps else 1) * rows, L.numFilters)
         fprop = L.sparse(i, "convFilterActs")
         bimg = L.sparse(i, "convImgActs")
         bw = L.sparse(i, "convWeightActs")
         passes = {
             "fprop": lambda: fprop(x, W, L.acts, img, m, m, *geo, 0.0, 1.0),
             "bprop-img": lambda: bimg(v, W, img_grad, img, img, m, *geo, 0.0, 1.0),
-            "bprop-weights": lambda: bw(x, v, wtmp, img, m, m, L.filterSize[i], *geo, L.partialSum, 0.0, 1.0),
+            "bprop-weights": lambda: bw(x, v, wtmp, img, m, m, L.filterSize[i], *geo, ps, 0.0, 1.0),
         }
         for p, fn in passes.items():
             per[(s["name"], p)] = median_ms(timed(fn, warmup, iters))
