@@ -54,11 +54,12 @@ def _cases():
     groups = ((1, 1, 16), (3, 1, 16), (4, 2, 5), (6, 3, 8), (2, 1, 32))     # (colours, groups, filters per group)
     # implicit also: 72 filters and 72 colours, which take its 128-wide tiles (fewer take 64)
     implicit_groups = groups + ((2, 1, 72), (72, 1, 8))
+    i = -1
     for variant, op, (C, G, Fg), N in itertools.chain(
             itertools.product(("gemm", "winograd"), ("filterActs", "imgActs", "weightActs"), groups, (20, 128)),
             itertools.product(("implicit",), ("filterActs", "imgActs", "weightActs"), implicit_groups, (13, 128))):
         for chunking in ("whole", "tiny"):
-            i = len(out)
+            i += 1
             if chunking == "tiny" and op != "weightActs" and variant != "gemm":
                 continue            # winograd does not chunk, implicit slices weightActs only
             if variant == "winograd" and op != "weightActs":
@@ -76,7 +77,10 @@ def _cases():
                 mY, mX = modules(H, fs, pad, stride), modules(W, fs, pad, stride)
                 divisors = [d for d in range(2, mY * mX) if (mY * mX) % d == 0 and d != mX]
                 c["partialSum"] = (0, 1, mX, mY * mX, divisors[0] if divisors else 1)[i % 5]
-            out.append(c)
+            if variant == "implicit":   # each case with registers and with asynchronous copies
+                out += [dict(c, async_copies=False), dict(c, async_copies=True)]
+            else:
+                out.append(c)
     return out
 
 
@@ -88,13 +92,16 @@ def case_id(c):
                                                c["st"], c["chunking"])
     if "partialSum" in c:
         s += "-ps%d" % c["partialSum"]
-    return s + ("-strided" if c["strided"] else "")
+    return s + ("-strided" if c["strided"] else "") + ("-async" if c.get("async_copies") else "")
 
 
-def _workspace(monkeypatch, case):
-    """'tiny': room for the columns of 3 modules, so that the modules go in several chunks
-    and partial sums of more than 3 modules are split across chunks; for implicit, slices
-    of 24 products (several per partial sum, the last one short)."""
+def _configure(monkeypatch, case):
+    """The case's conv kernels; with 'tiny', room for the columns of 3 modules, so that the
+    modules go in several chunks and partial sums of more than 3 modules are split across
+    chunks; for implicit, its copies, and with 'tiny' slices of 24 products (several per
+    partial sum, the last one short)."""
+    monkeypatch.setattr(conv_gemm, "_variant", case["variant"])
+    monkeypatch.setattr(conv_implicit, "_async", case.get("async_copies", False))
     if case["variant"] == "implicit" and case["chunking"] == "tiny":
         monkeypatch.setattr(conv_implicit, "MIN_BLOCKS", 1 << 30)
         monkeypatch.setattr(conv_implicit, "MIN_SLICE", 24)
@@ -133,28 +140,30 @@ def _geometry(c):
 
 
 def implicit_targs(c):
-    """The template arguments (tile width, vecA, vecB) conv_implicit should pick for case
-    c: 64-wide tiles for up to 64 filters per group (colours per group for imgActs), and
-    16-byte accesses where numImages, the image row stride (numImages + 3 when strided) and,
-    for the filters, the filter counts divide by 4 (the test arrays are 16-byte aligned)."""
+    """The template arguments (tile width, async, vecA, vecB) conv_implicit should pick for
+    case c: 64-wide tiles for up to 64 filters per group (colours per group for imgActs),
+    the case's choice of copies, and 16-byte accesses where numImages, the image row stride
+    (numImages + 3 when strided) and, for the filters, the filter counts divide by 4 (the
+    test arrays are 16-byte aligned)."""
     Fg = c["F"] // c["G"]
     width = 64 if (c["C"] // c["G"] if c["op"] == "imgActs" else Fg) <= 64 else 128
     images4 = c["N"] % 4 == 0 and not c["strided"]
     filters4 = c["F"] % 4 == 0 and Fg % 4 == 0
     if c["op"] == "weightActs":
-        return width, images4, c["N"] % 4 == 0
-    return width, filters4, images4 if c["op"] == "filterActs" else c["N"] % 4 == 0
+        return width, c["async_copies"], images4, c["N"] % 4 == 0
+    return width, c["async_copies"], filters4, images4 if c["op"] == "filterActs" else c["N"] % 4 == 0
 
 
 def test_implicit_cases_take_every_template_and_slicing():
-    """Every tile width and every (vecA, vecB) of each kernel (not every combination), and
-    weightActs in one slice and in several."""
+    """Every tile width, both kinds of copies and every (vecA, vecB) of each kernel (not
+    every combination), and weightActs in one slice and in several."""
     implicit = [c for c in CASES if c["variant"] == "implicit"]
     for op in ("filterActs", "imgActs", "weightActs"):
         want = {lc[2] for lc in conv_implicit.INSTANTIATIONS if lc[1].endswith(op[0].upper() + op[1:])}
         got = {implicit_targs(c) for c in implicit if c["op"] == op}
         assert got <= want, op
-        assert {t[0] for t in got} == {t[0] for t in want} and {t[1:] for t in got} == {t[1:] for t in want}, op
+        for part in (slice(0, 1), slice(1, 2), slice(2, 4)):
+            assert {t[part] for t in got} == {t[part] for t in want}, (op, part)
     assert [conv_implicit.tile_width(n) for n in (5, 48, 64, 65, 72, 128, 129, 192, 256)] == [
         64, 64, 64, 128, 128, 128, 64, 64, 128]
 
@@ -222,8 +231,7 @@ def test_set_conv_kernels():
 @pytest.mark.cuda
 @pytest.mark.parametrize("case", CASES, ids=[case_id(c) for c in CASES])
 def test_gpu(cuda_kernels, monkeypatch, case):
-    monkeypatch.setattr(conv_gemm, "_variant", case["variant"])
-    _workspace(monkeypatch, case)
+    _configure(monkeypatch, case)
     check_case(GPU(), case)
 
 
@@ -240,8 +248,7 @@ def emulator(tmp_path_factory):
 @pytest.mark.parametrize("case", CASES, ids=[case_id(c) for c in CASES])
 def test_emulated(emulator, monkeypatch, case):
     emulate_backend(monkeypatch, emulator)
-    monkeypatch.setattr(conv_gemm, "_variant", case["variant"])
-    _workspace(monkeypatch, case)
+    _configure(monkeypatch, case)
     start = len(emulator.launches)
     check_case(emulator, case)
     names = {k for _, k, _ in emulator.launches[start:]}

@@ -7,9 +7,10 @@ The kernels are checked one operation at a time elsewhere (test_cuda_conv.py,
 test_cuda_conv_gemm.py, test_cuda_util_emulated.py); this checks what those cannot: that
 the layers call the CUDA backend's operations with the arguments, shapes and scales the
 NumPy engine gets, in the same order, through a forward pass, a backward pass and a weight
-update, for the 2012 conv kernels and the implicit ones (gemm and winograd reach the same
-layer code through the same dispatch, and emulate the products slowly). The GPU runs the
-same check on the 18pct net for every choice (test_cuda_ops.py).
+update, for the 2012 conv kernels and the implicit ones, with registers and with the
+asynchronous copies' pipeline (gemm and winograd reach the same layer code through the same
+dispatch, and emulate the products slowly). The GPU runs the same check on the 18pct net
+for every choice (test_cuda_ops.py).
 
 Digits: the first 32 scans of scikit-learn's set, minus their mean, as the demo feeds them.
 """
@@ -42,10 +43,13 @@ def _digits():
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("conv_kernels", ["2012", "implicit"])
+@pytest.mark.parametrize("conv_kernels", ["2012", "implicit", "implicit-async"])
 def test_digits_steps_match_numpy(emulator, monkeypatch, conv_kernels):
+    from cudaconvnet.backends.cuda import conv_implicit
     from cudaconvnet.engine.net import ConvNet
     be = emulate_backend(monkeypatch, emulator)
+    conv_kernels, _, copies = conv_kernels.partition("-")
+    monkeypatch.setattr(conv_implicit, "_async", copies == "async")
     be.set_conv_kernels(conv_kernels)
     start = len(emulator.launches)
     try:

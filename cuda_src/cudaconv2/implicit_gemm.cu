@@ -17,13 +17,13 @@
  *     (64 multiply-adds per 16 numbers read from shared memory); the side of C that is the
  *     filters' or colours' count may take 64-wide tiles instead (template argument BM or
  *     BN), which waste less of the block on AlexNet's 48 and 192 filters per tower;
- *   - two shared buffers per operand: the next 8-deep slice of A and B is loaded into
- *     registers while the current one is multiplied, and stored to the other buffer after,
- *     so there is one barrier per slice and global latency hides behind the arithmetic;
+ *   - the next 8-deep slices of A and B are on their way while the current ones are
+ *     multiplied, one barrier per slice, in one of two ways (template argument async):
+ *     loaded into registers and stored to the other of two shared buffers after the
+ *     multiplication (any GPU), or copied straight into shared memory by sm_80's
+ *     asynchronous copies (cp.async), two slices ahead, in three buffers;
  *   - 16-byte loads and stores wherever four consecutive elements are adjacent and aligned
  *     (template arguments vecA, vecB, which the host sets from the sizes and addresses).
- * Global loads go through registers rather than sm_80's asynchronous copies, so the kernels
- * run on every architecture the other kernels do.
  *
  * Host side: cudaconvnet/backends/cuda/conv_implicit.py (--conv-kernels=implicit).
  * Reference: cudaconvnet/backends/numpy/{filter,img,weight}_acts.py; checked against it by
@@ -42,6 +42,7 @@
 #define IG_THREADS  256     // threads per block
 #define IG_TILE     128     // rows and columns of C per block (64 on a side with BM or BN 64)
 #define IG_DEPTH    8       // k per slice
+#define IG_STAGES   3       // shared buffers per operand (the register path uses 2)
 
 /*
  * How a thread's four elements of an operand slice (IG_DEPTH x W, k by column, W the
@@ -58,6 +59,91 @@ struct Lie {
     static __device__ __forceinline__ bool active() { return threadIdx.x < 2 * W; }
 };
 
+/*
+ * Asynchronous copies of 4 or 16 bytes from global to shared memory (sm_80 on), a group
+ * boundary after the copies issued so far, and waiting until at most n groups are pending.
+ * Before sm_80, and in the tests' CPU emulation, plain copies: the pipeline around them is
+ * the same, so the emulation checks its buffers and barriers.
+ */
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
+__device__ __forceinline__ void asyncCopy4(float* s, const float* g) {
+    asm volatile("cp.async.ca.shared.global [%0], [%1], 4;\n" ::"r"((unsigned)__cvta_generic_to_shared(s)), "l"(g));
+}
+__device__ __forceinline__ void asyncCopy16(float* s, const float* g) {
+    asm volatile("cp.async.cg.shared.global [%0], [%1], 16;\n" ::"r"((unsigned)__cvta_generic_to_shared(s)), "l"(g));
+}
+__device__ __forceinline__ void asyncCommit() { asm volatile("cp.async.commit_group;\n" ::); }
+template <int n>
+__device__ __forceinline__ void asyncWait() { asm volatile("cp.async.wait_group %0;\n" ::"n"(n)); }
+#else
+__device__ __forceinline__ void asyncCopy4(float* s, const float* g) { *s = *g; }
+__device__ __forceinline__ void asyncCopy16(float* s, const float* g) {
+    *reinterpret_cast<float4*>(s) = *reinterpret_cast<const float4*>(g);
+}
+__device__ __forceinline__ void asyncCommit() {}
+template <int n>
+__device__ __forceinline__ void asyncWait() {}
+#endif
+
+// p[j] = p0 + j, or all null when p0 is: four adjacent elements
+__device__ __forceinline__ void quad(const float* p0, const float* p[4]) {
+    for (int j = 0; j < 4; j++) {
+        p[j] = p0 != 0 ? p0 + j : 0;
+    }
+}
+
+/*
+ * Every loader has src(k0, p): the addresses of this thread's four elements of the slice
+ * [k0, k0 + IG_DEPTH) of its operand, null for those that are zero (past K, outside the
+ * operand, padding); with Load::vec they are adjacent and 16-byte aligned (all or none).
+ */
+
+// this thread's four elements of the slice at k0, into registers
+template <class Load>
+__device__ __forceinline__ void fetchSlice(const Load& l, const int k0, float v[4]) {
+    const float* p[4];
+    l.src(k0, p);
+    if (Load::vec) {
+        if (p[0] != 0) {
+            const float4 q = *reinterpret_cast<const float4*>(p[0]);
+            v[0] = q.x, v[1] = q.y, v[2] = q.z, v[3] = q.w;
+        } else {
+            v[0] = v[1] = v[2] = v[3] = 0.0f;
+        }
+    } else {
+        for (int j = 0; j < 4; j++) {
+            v[j] = p[j] != 0 ? *p[j] : 0.0f;
+        }
+    }
+}
+
+// this thread's four elements of the slice at k0, copied asynchronously into shared slice s
+// (zeros stored directly: they are there before the barrier that ends the copies' wait)
+template <class Load>
+__device__ __forceinline__ void copySlice(const Load& l, const int k0, float* s) {
+    typedef Lie<Load::wide, Load::W> L;
+    const float* p[4];
+    l.src(k0, p);
+    if (Load::vec && Load::wide) {
+        float* d = &s[L::row() * Load::W + L::col()];
+        if (p[0] != 0) {
+            asyncCopy16(d, p[0]);
+        } else {
+            *reinterpret_cast<float4*>(d) = make_float4(0.0f, 0.0f, 0.0f, 0.0f);
+        }
+    } else {
+        for (int j = 0; j < 4; j++) {
+            float* d = Load::wide ? &s[L::row() * Load::W + L::col() + j] : &s[(L::row() + j) * Load::W + L::col()];
+            if (p[j] != 0) {
+                asyncCopy4(d, p[j]);
+            } else {
+                *d = 0.0f;
+            }
+        }
+    }
+}
+
+// this thread's four elements of a slice, from registers into shared slice s
 template <class Load>
 __device__ __forceinline__ void putSlice(float* s, const float v[4]) {
     typedef Lie<Load::wide, Load::W> L;
@@ -67,20 +153,6 @@ __device__ __forceinline__ void putSlice(float* s, const float v[4]) {
         for (int j = 0; j < 4; j++) {
             s[(L::row() + j) * Load::W + L::col()] = v[j];
         }
-    }
-}
-
-__device__ __forceinline__ void zero4(float v[4]) {
-    v[0] = v[1] = v[2] = v[3] = 0.0f;
-}
-
-// four adjacent floats at p (16-byte aligned), or zeros when p is null
-__device__ __forceinline__ void load4(const float* p, float v[4]) {
-    if (p != 0) {
-        const float4 q = *reinterpret_cast<const float4*>(p);
-        v[0] = q.x, v[1] = q.y, v[2] = q.z, v[3] = q.w;
-    } else {
-        zero4(v);
     }
 }
 
@@ -108,6 +180,32 @@ __device__ __forceinline__ void read4(const float* s, float* r) {
     r[0] = q.x, r[1] = q.y, r[2] = q.z, r[3] = q.w;
 }
 
+// acc += the product of shared slices a (IG_DEPTH x BM) and b (IG_DEPTH x BN), this
+// thread's RM x RN outputs (see implicitGemm)
+template <int BM, int BN>
+__device__ __forceinline__ void multiplySlice(const float* a, const float* b, float (&acc)[BM / 16][BN / 16]) {
+    const int tx = threadIdx.x % 16, ty = threadIdx.x / 16;
+#pragma unroll
+    for (int kk = 0; kk < IG_DEPTH; kk++) {
+        float ra[BM / 16], rb[BN / 16];
+#pragma unroll
+        for (int band = 0; band < BM / 64; band++) {
+            read4(&a[kk * BM + band * 64 + ty * 4], &ra[band * 4]);
+        }
+#pragma unroll
+        for (int band = 0; band < BN / 64; band++) {
+            read4(&b[kk * BN + band * 64 + tx * 4], &rb[band * 4]);
+        }
+#pragma unroll
+        for (int i = 0; i < BM / 16; i++) {
+#pragma unroll
+            for (int j = 0; j < BN / 16; j++) {
+                acc[i][j] += ra[i] * rb[j];
+            }
+        }
+    }
+}
+
 /*
  * The core. Block: IG_THREADS threads, tile [mTile, mTile + BM) x [nTile, nTile + BN) of
  * C, with BM = LoadA::W and BN = LoadB::W, each 64 or 128 (the loaders and `out` carry
@@ -116,18 +214,18 @@ __device__ __forceinline__ void read4(const float* s, float* r) {
  * so that a warp's reads of shared memory are 16-byte and conflict-free): 8 x 8 outputs in
  * a 128 x 128 tile, 4 x 8 with BM 64.
  *
- * As, Bs:  2 * IG_DEPTH * BM and 2 * IG_DEPTH * BN floats, shared
- * la, lb:  fetch(k0, v): this thread's four elements of the slice [k0, k0 + IG_DEPTH) of
- *          A / B (zeros past K and outside the operand); LoadX::wide names their lie
+ * As, Bs:  IG_STAGES * IG_DEPTH * BM and IG_STAGES * IG_DEPTH * BN floats, shared
+ * la, lb:  the loaders of A and B (src, above); LoadX::wide names their lie
  * out:     at(m, n): C's element (tile coordinates); M, N: C's extent from the tile's corner
  * K:       the product's depth
  *
  * C = scaleTargets * C + scaleOutput * A^T B, where C is not read when scaleTargets is 0.
  */
-template <bool vecOut, class LoadA, class LoadB, class Out>
+template <bool async, bool vecOut, class LoadA, class LoadB, class Out>
 __device__ void implicitGemm(float* As, float* Bs, const LoadA& la, const LoadB& lb, const Out& out, const int K,
                              const float scaleTargets, const float scaleOutput) {
     const int BM = LoadA::W, BN = LoadB::W, RM = BM / 16, RN = BN / 16;   // outputs per thread: RM x RN
+    const int SA = IG_DEPTH * BM, SB = IG_DEPTH * BN;                       // a slice's floats
     const bool loadA = Lie<LoadA::wide, BM>::active(), loadB = Lie<LoadB::wide, BN>::active();
     float acc[RM][RN];
 #pragma unroll
@@ -137,60 +235,70 @@ __device__ void implicitGemm(float* As, float* Bs, const LoadA& la, const LoadB&
             acc[i][j] = 0.0f;
         }
     }
-    float va[4], vb[4];
-    if (loadA) {
-        la.fetch(0, va);
-        putSlice<LoadA>(As, va);
-    }
-    if (loadB) {
-        lb.fetch(0, vb);
-        putSlice<LoadB>(Bs, vb);
-    }
-    __syncthreads();
-    const int tx = threadIdx.x % 16, ty = threadIdx.x / 16;
-    int buf = 0;
-    for (int k0 = 0; k0 < K; k0 += IG_DEPTH) {
-        const bool more = k0 + IG_DEPTH < K;
-        if (more) {  // the next slice, in flight while this one is multiplied
-            if (loadA) {
-                la.fetch(k0 + IG_DEPTH, va);
-            }
-            if (loadB) {
-                lb.fetch(k0 + IG_DEPTH, vb);
-            }
-        }
-        const float* a = As + buf * IG_DEPTH * BM;
-        const float* b = Bs + buf * IG_DEPTH * BN;
-#pragma unroll
-        for (int kk = 0; kk < IG_DEPTH; kk++) {
-            float ra[RM], rb[RN];
-#pragma unroll
-            for (int band = 0; band < RM / 4; band++) {
-                read4(&a[kk * BM + band * 64 + ty * 4], &ra[band * 4]);
-            }
-#pragma unroll
-            for (int band = 0; band < RN / 4; band++) {
-                read4(&b[kk * BN + band * 64 + tx * 4], &rb[band * 4]);
-            }
-#pragma unroll
-            for (int i = 0; i < RM; i++) {
-#pragma unroll
-                for (int j = 0; j < RN; j++) {
-                    acc[i][j] += ra[i] * rb[j];
+    if (async) {
+        // slices 0 .. IG_STAGES - 2 on their way, one copy group each (empty past K)
+        for (int st = 0; st < IG_STAGES - 1; st++) {
+            if (st * IG_DEPTH < K) {
+                if (loadA) {
+                    copySlice(la, st * IG_DEPTH, As + st * SA);
+                }
+                if (loadB) {
+                    copySlice(lb, st * IG_DEPTH, Bs + st * SB);
                 }
             }
+            asyncCommit();
         }
-        if (more) {  // the other buffer was last read before the previous barrier
-            if (loadA) {
-                putSlice<LoadA>(As + (buf ^ 1) * IG_DEPTH * BM, va);
+        for (int k0 = 0, it = 0; k0 < K; k0 += IG_DEPTH, it++) {
+            asyncWait<IG_STAGES - 2>();  // this thread's copies of slice it are in
+            __syncthreads();              // everyone's; and slice it - 1 is multiplied
+            const int next = k0 + (IG_STAGES - 1) * IG_DEPTH, nb = (it + IG_STAGES - 1) % IG_STAGES;
+            if (next < K) {  // into the buffer of slice it - 1
+                if (loadA) {
+                    copySlice(la, next, As + nb * SA);
+                }
+                if (loadB) {
+                    copySlice(lb, next, Bs + nb * SB);
+                }
             }
-            if (loadB) {
-                putSlice<LoadB>(Bs + (buf ^ 1) * IG_DEPTH * BN, vb);
-            }
+            asyncCommit();
+            multiplySlice<BM, BN>(As + (it % IG_STAGES) * SA, Bs + (it % IG_STAGES) * SB, acc);
+        }
+    } else {
+        float va[4], vb[4];
+        if (loadA) {
+            fetchSlice(la, 0, va);
+            putSlice<LoadA>(As, va);
+        }
+        if (loadB) {
+            fetchSlice(lb, 0, vb);
+            putSlice<LoadB>(Bs, vb);
         }
         __syncthreads();
-        buf ^= 1;
+        int buf = 0;
+        for (int k0 = 0; k0 < K; k0 += IG_DEPTH) {
+            const bool more = k0 + IG_DEPTH < K;
+            if (more) {  // the next slice, in flight while this one is multiplied
+                if (loadA) {
+                    fetchSlice(la, k0 + IG_DEPTH, va);
+                }
+                if (loadB) {
+                    fetchSlice(lb, k0 + IG_DEPTH, vb);
+                }
+            }
+            multiplySlice<BM, BN>(As + buf * SA, Bs + buf * SB, acc);
+            if (more) {  // the other buffer was last read before the previous barrier
+                if (loadA) {
+                    putSlice<LoadA>(As + (buf ^ 1) * SA, va);
+                }
+                if (loadB) {
+                    putSlice<LoadB>(Bs + (buf ^ 1) * SB, vb);
+                }
+            }
+            __syncthreads();
+            buf ^= 1;
+        }
     }
+    const int tx = threadIdx.x % 16, ty = threadIdx.x / 16;
     // (unrolled, so that acc stays in registers)
 #pragma unroll
     for (int i = 0; i < RM; i++) {
@@ -240,50 +348,42 @@ struct RowMajorTile {
  * ===================================================================================== */
 
 // A[k][f] = filters[k, g's filter f]: four adjacent filters of one row (wide)
-template <bool vec, int width>
+template <bool vector, int width>
 struct FilterActsA {
     static const bool wide = true;
     static const int W = width;   // the tile's width
+    static const bool vec = vector;
     const float* filters;   // at this thread's first filter
     int numFilters, K, left; // left: how many of the four filters exist
 
-    __device__ void fetch(const int k0, float v[4]) const {
+    __device__ void src(const int k0, const float* p[4]) const {
         const int k = k0 + Lie<wide, W>::row();
-        const float* p = &filters[(size_t)k * numFilters];
-        if (vec) {
-            load4(k < K && left > 0 ? p : 0, v);
-        } else {
-            for (int j = 0; j < 4; j++) {
-                v[j] = k < K && j < left ? p[j] : 0.0f;
-            }
+        for (int j = 0; j < 4; j++) {
+            p[j] = k < K && j < left ? &filters[(size_t)k * numFilters + j] : 0;
         }
     }
 };
 
 // B[(c, fy, fx)][(m, i)] = images[g's colour c, pixel (fy, fx) of module m, image i] (wide);
 // with vec, numImages % 4 == 0 and the four columns are images i..i+3 of one module
-template <bool vec, int width>
+template <bool vector, int width>
 struct FilterActsB {
     static const bool wide = true;
     static const int W = width;   // the tile's width
+    static const bool vec = vector;
     ImagePixels img;
     int color0, filterPixels, K;
     int my[4], mx[4], i[4];   // the thread's columns (my = -1: past the last)
 
-    __device__ void fetch(const int k0, float v[4]) const {
+    __device__ void src(const int k0, const float* p[4]) const {
         const int k = k0 + Lie<wide, W>::row();
-        if (k >= K) {
-            zero4(v);
-            return;
-        }
-        const int c = color0 + k / filterPixels, p = k % filterPixels;
-        const int fy = p / img.filterSize, fx = p % img.filterSize;
+        const int c = color0 + k / filterPixels, px = k % filterPixels;
+        const int fy = px / img.filterSize, fx = px % img.filterSize;
         if (vec) {
-            load4(my[0] >= 0 ? img.at(c, fy, fx, my[0], mx[0], i[0]) : 0, v);
+            quad(k < K && my[0] >= 0 ? img.at(c, fy, fx, my[0], mx[0], i[0]) : 0, p);
         } else {
             for (int j = 0; j < 4; j++) {
-                const float* q = my[j] >= 0 ? img.at(c, fy, fx, my[j], mx[j], i[j]) : 0;
-                v[j] = q != 0 ? *q : 0.0f;
+                p[j] = k < K && my[j] >= 0 ? img.at(c, fy, fx, my[j], mx[j], i[j]) : 0;
             }
         }
     }
@@ -301,15 +401,15 @@ struct FilterActsB {
  * scaleTargets is 0). vecA: numFilters and its groups' share divide by 4, filters aligned;
  * vecB: numImages and imgStride divide by 4, images and targets aligned.
  */
-template <int BM, bool vecA, bool vecB>
+template <int BM, bool async, bool vecA, bool vecB>
 __global__ void __launch_bounds__(IG_THREADS, 2)
 kImplicitFilterActs(const float* images, const float* filters, float* targets, const int numImages,
                     const int imgStride, const int numGroups, const int numFilterColors, const int numFilters,
                     const int imgSizeY, const int imgSizeX, const int numModulesY, const int numModulesX,
                     const int filterSize, const int paddingStart, const int moduleStride,
                     const float scaleTargets, const float scaleOutput) {
-    __shared__ __align__(16) float As[2 * IG_DEPTH * BM];   // (read as float4)
-    __shared__ __align__(16) float Bs[2 * IG_DEPTH * IG_TILE];
+    __shared__ __align__(16) float As[IG_STAGES * IG_DEPTH * BM];   // (read as float4)
+    __shared__ __align__(16) float Bs[IG_STAGES * IG_DEPTH * IG_TILE];
     const int numFiltersPerGroup = numFilters / numGroups;
     const int tilesM = DIVUP(numFiltersPerGroup, BM);
     const int g = blockIdx.y / tilesM, mTile = (blockIdx.y % tilesM) * BM, nTile = blockIdx.x * IG_TILE;
@@ -331,7 +431,7 @@ kImplicitFilterActs(const float* images, const float* filters, float* targets, c
 
     const RowMajorTile out{&targets[(size_t)(g * numFiltersPerGroup + mTile) * N + nTile], (size_t)N,
                            numFiltersPerGroup - mTile, N - nTile};
-    implicitGemm<vecB>(As, Bs, la, lb, out, K, scaleTargets, scaleOutput);
+    implicitGemm<async, vecB>(As, Bs, la, lb, out, K, scaleTargets, scaleOutput);
 }
 
 /* ===================================================================================== *
@@ -340,23 +440,26 @@ kImplicitFilterActs(const float* images, const float* filters, float* targets, c
 
 // A[((fy, fx), f)][c] = filters[(g's colour c, fy, fx), g's filter f]: four adjacent
 // filters of one row (deep); with vec, the group's filter count divides by 4
-template <bool vec, int width>
+template <bool vector, int width>
 struct ImgActsA {
     static const bool wide = false;
     static const int W = width;   // the tile's width
+    static const bool vec = vector;
     const float* filters;   // at row (g's colour c, 0, 0), column g's first filter
     int numFilters, numFiltersPerGroup, K;
     bool valid;              // c exists
 
-    __device__ void fetch(const int k0, float v[4]) const {
+    __device__ const float* one(const int k) const {
+        return valid && k < K ? &filters[(size_t)(k / numFiltersPerGroup) * numFilters + k % numFiltersPerGroup] : 0;
+    }
+
+    __device__ void src(const int k0, const float* p[4]) const {
         const int k = k0 + Lie<wide, W>::row();
         if (vec) {
-            const int p = k / numFiltersPerGroup, f = k % numFiltersPerGroup;
-            load4(valid && k < K ? &filters[(size_t)p * numFilters + f] : 0, v);
+            quad(one(k), p);
         } else {
             for (int j = 0; j < 4; j++) {
-                const int p = (k + j) / numFiltersPerGroup, f = (k + j) % numFiltersPerGroup;
-                v[j] = valid && k + j < K ? filters[(size_t)p * numFilters + f] : 0.0f;
+                p[j] = one(k + j);
             }
         }
     }
@@ -364,10 +467,11 @@ struct ImgActsA {
 
 // B[((fy, fx), f)][(pixel, i)] = hidActs[g's filter f, the module whose pixel (fy, fx) is
 // that pixel, i], or 0 (wide); with vec, the four columns are images i..i+3 of one pixel
-template <bool vec, int width>
+template <bool vector, int width>
 struct ImgActsB {
     static const bool wide = true;
     static const int W = width;   // the tile's width
+    static const bool vec = vector;
     const float* hidActs;   // at g's first filter
     int numImages, numFiltersPerGroup, numModulesY, numModulesX, filterSize, paddingStart, moduleStride, K;
     int y[4], x[4], i[4];   // the thread's columns (y = -1: past the last)
@@ -384,20 +488,15 @@ struct ImgActsB {
         return &hidActs[((size_t)f * numModulesY * numModulesX + my * numModulesX + mx) * numImages + i[j]];
     }
 
-    __device__ void fetch(const int k0, float v[4]) const {
+    __device__ void src(const int k0, const float* p[4]) const {
         const int k = k0 + Lie<wide, W>::row();
-        if (k >= K) {
-            zero4(v);
-            return;
-        }
-        const int p = k / numFiltersPerGroup, f = k % numFiltersPerGroup;
-        const int fy = p / filterSize, fx = p % filterSize;
+        const int px = k / numFiltersPerGroup, f = k % numFiltersPerGroup;
+        const int fy = px / filterSize, fx = px % filterSize;
         if (vec) {
-            load4(at(fy, fx, f, 0), v);
+            quad(k < K ? at(fy, fx, f, 0) : 0, p);
         } else {
             for (int j = 0; j < 4; j++) {
-                const float* q = at(fy, fx, f, j);
-                v[j] = q != 0 ? *q : 0.0f;
+                p[j] = k < K ? at(fy, fx, f, j) : 0;
             }
         }
     }
@@ -426,15 +525,15 @@ struct ImgActsOut {
  * not read when scaleTargets is 0). vecA: numFilters and its groups' share divide by 4,
  * filters aligned; vecB: numImages and targetStride divide by 4, hidActs and targets aligned.
  */
-template <int BM, bool vecA, bool vecB>
+template <int BM, bool async, bool vecA, bool vecB>
 __global__ void __launch_bounds__(IG_THREADS, 2)
 kImplicitImgActs(const float* hidActs, const float* filters, float* targets, const int numImages,
                  const int targetStride, const int numGroups, const int numFilterColors, const int numFilters,
                  const int imgSizeY, const int imgSizeX, const int numModulesY, const int numModulesX,
                  const int filterSize, const int paddingStart, const int moduleStride,
                  const float scaleTargets, const float scaleOutput) {
-    __shared__ __align__(16) float As[2 * IG_DEPTH * BM];   // (read as float4)
-    __shared__ __align__(16) float Bs[2 * IG_DEPTH * IG_TILE];
+    __shared__ __align__(16) float As[IG_STAGES * IG_DEPTH * BM];   // (read as float4)
+    __shared__ __align__(16) float Bs[IG_STAGES * IG_DEPTH * IG_TILE];
     const int numFiltersPerGroup = numFilters / numGroups;
     const int tilesM = DIVUP(numFilterColors, BM);
     const int g = blockIdx.y / tilesM, mTile = (blockIdx.y % tilesM) * BM, nTile = blockIdx.x * IG_TILE;
@@ -459,7 +558,7 @@ kImplicitImgActs(const float* hidActs, const float* filters, float* targets, con
 
     const ImgActsOut out{&targets[(size_t)g * numFilterColors * imgPixels * targetStride], imgPixels, numImages,
                          targetStride, numFilterColors - mTile, N - nTile, mTile, nTile};
-    implicitGemm<vecB>(As, Bs, la, lb, out, K, scaleTargets, scaleOutput);
+    implicitGemm<async, vecB>(As, Bs, la, lb, out, K, scaleTargets, scaleOutput);
 }
 
 /* ===================================================================================== *
@@ -469,50 +568,46 @@ kImplicitImgActs(const float* hidActs, const float* filters, float* targets, con
 // A[q][(c, fy, fx)] = images[g's colour c, pixel (fy, fx) of module m0 + q / numImages,
 // image q % numImages], q from the slice's start (deep); with vec, numImages % 4 == 0, so
 // four adjacent q are images i..i+3 of one module
-template <bool vec, int width>
+template <bool vector, int width>
 struct WeightActsA {
     static const bool wide = false;
     static const int W = width;   // the tile's width
+    static const bool vec = vector;
     ImagePixels img;
     int numImages, numModulesX, m0, q0, K;
     int c, fy, fx;          // the thread's row (c = -1: past the last)
 
-    __device__ float one(const int q) const {
-        const int m = m0 + q / numImages;
-        const float* p = img.at(c, fy, fx, m / numModulesX, m % numModulesX, q % numImages);
-        return p != 0 ? *p : 0.0f;
+    __device__ const float* one(const int k) const {
+        const int q = q0 + k, m = m0 + q / numImages;
+        return c >= 0 && k < K ? img.at(c, fy, fx, m / numModulesX, m % numModulesX, q % numImages) : 0;
     }
 
-    __device__ void fetch(const int k0, float v[4]) const {
+    __device__ void src(const int k0, const float* p[4]) const {
         const int k = k0 + Lie<wide, W>::row();
         if (vec) {
-            const int q = q0 + k, m = m0 + q / numImages;
-            load4(c >= 0 && k < K ? img.at(c, fy, fx, m / numModulesX, m % numModulesX, q % numImages) : 0, v);
+            quad(one(k), p);
         } else {
             for (int j = 0; j < 4; j++) {
-                v[j] = c >= 0 && k + j < K ? one(q0 + k + j) : 0.0f;
+                p[j] = one(k + j);
             }
         }
     }
 };
 
 // B[q][f] = hidActs[g's filter f, (module m0, image 0) + q] (deep: adjacent q are adjacent)
-template <bool vec, int width>
+template <bool vector, int width>
 struct WeightActsB {
     static const bool wide = false;
     static const int W = width;   // the tile's width
+    static const bool vec = vector;
     const float* hidActs;   // at (this thread's filter, module m0, image 0) + q0
     int K;
     bool valid;             // the filter exists
 
-    __device__ void fetch(const int k0, float v[4]) const {
+    __device__ void src(const int k0, const float* p[4]) const {
         const int k = k0 + Lie<wide, W>::row();
-        if (vec) {
-            load4(valid && k < K ? &hidActs[k] : 0, v);
-        } else {
-            for (int j = 0; j < 4; j++) {
-                v[j] = valid && k + j < K ? hidActs[k + j] : 0.0f;
-            }
+        for (int j = 0; j < 4; j++) {
+            p[j] = valid && k + j < K ? &hidActs[k + j] : 0;
         }
     }
 };
@@ -535,15 +630,15 @@ struct WeightActsB {
  * when scaleTargets is 0). vecA: numImages and imgStride divide by 4, images aligned; vecB:
  * numImages divides by 4, hidActs aligned.
  */
-template <int BN, bool vecA, bool vecB>
+template <int BN, bool async, bool vecA, bool vecB>
 __global__ void __launch_bounds__(IG_THREADS, 2)
 kImplicitWeightActs(const float* images, const float* hidActs, float* targets, const int numImages,
                     const int imgStride, const int numGroups, const int numFilterColors, const int numFilters,
                     const int imgSizeY, const int imgSizeX, const int numModulesY, const int numModulesX,
                     const int filterSize, const int paddingStart, const int moduleStride, const int partialSum,
                     const int numSlices, const int sliceLen, const float scaleTargets, const float scaleOutput) {
-    __shared__ __align__(16) float As[2 * IG_DEPTH * IG_TILE];   // (read as float4)
-    __shared__ __align__(16) float Bs[2 * IG_DEPTH * BN];
+    __shared__ __align__(16) float As[IG_STAGES * IG_DEPTH * IG_TILE];   // (read as float4)
+    __shared__ __align__(16) float Bs[IG_STAGES * IG_DEPTH * BN];
     const int numFiltersPerGroup = numFilters / numGroups, numModules = numModulesY * numModulesX;
     const int filterPixels = filterSize * filterSize, rows = numFilterColors * filterPixels;
     const int numPartialSums = numModules / partialSum;
@@ -569,5 +664,5 @@ kImplicitWeightActs(const float* images, const float* hidActs, float* targets, c
     const RowMajorTile out{&targets[((size_t)(s * numPartialSums + p) * rows + mTile) * numFilters
                                     + g * numFiltersPerGroup + nTile],
                            (size_t)numFilters, rows - mTile, numFiltersPerGroup - nTile};
-    implicitGemm<false>(As, Bs, la, lb, out, K, scaleTargets, scaleOutput);
+    implicitGemm<async, false>(As, Bs, la, lb, out, K, scaleTargets, scaleOutput);
 }

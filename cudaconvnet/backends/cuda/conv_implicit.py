@@ -6,7 +6,9 @@ cuBLAS. The 2012 kernels stay the default.
 conv_gemm.py hands all three passes here under --conv-kernels=implicit, after the 2012
 shape checks. Per pass the host picks the grid and the template arguments: the width (64
 or 128) of the tile's side that counts filters or colours, whichever leaves less of the
-block idle (AlexNet's 48 and 192 filters per tower take 64), and vecA and vecB, 16-byte
+block idle (AlexNet's 48 and 192 filters per tower take 64); async, sm_80's asynchronous
+copies into shared memory, on GPUs that have them (CUDACONVNET_IMPLICIT_ASYNC=0 turns them
+off, 1 forces the pipeline on, with plain copies before sm_80); and vecA and vecB, 16-byte
 loads (and stores) where four consecutive elements are adjacent and aligned, which the
 2012 layouts give whenever numImages and the row strides divide by 4.
 
@@ -16,9 +18,11 @@ leaves most of the GPU idle, so each sum is cut into slices of its numImages * p
 products, summed into a scratch matrix slice by slice, and the slices are added up after
 (addSum).
 """
+import os
+
 import numpy as np
 
-from . import nvmatrix
+from . import loader, nvmatrix
 from .nvmatrix import DIVUP, MAX_GRID_Y, Launch, ptr, row_stride
 
 SRC = "cudaconv2/implicit_gemm.cu"
@@ -26,9 +30,9 @@ THREADS = 256                   # IG_THREADS of implicit_gemm.cu
 TILE = 128                      # IG_TILE
 DEPTH = 8                       # IG_DEPTH
 KERNELS = ("kImplicitFilterActs", "kImplicitImgActs", "kImplicitWeightActs")
-# (tile width, vecA, vecB); weightActs' vecA implies its vecB: both need numImages % 4 == 0
-INSTANTIATIONS = [(SRC, k, (w, a, b)) for k in KERNELS for w in (64, TILE) for a in (False, True)
-                  for b in (False, True) if not (k == "kImplicitWeightActs" and a and not b)]
+# (tile width, async, vecA, vecB); weightActs' vecA implies its vecB: both need numImages % 4 == 0
+INSTANTIATIONS = [(SRC, k, (w, s, a, b)) for k in KERNELS for w in (64, TILE) for s in (False, True)
+                  for a in (False, True) for b in (False, True) if not (k == "kImplicitWeightActs" and a and not b)]
 FORMATS = {"kImplicitFilterActs": "PPPiiiiiiiiiiiiff", "kImplicitImgActs": "PPPiiiiiiiiiiiiff",
            "kImplicitWeightActs": "PPPiiiiiiiiiiiiiiiff"}
 # weightActs: blocks wanted before a partial sum is sliced (a few per SM of an H100's 132),
@@ -41,9 +45,22 @@ def _aligned(*mats):
     return all(ptr(m) % 16 == 0 for m in mats)
 
 
+_async = None
+
+
+def async_copies():
+    """Whether the kernels copy into shared memory with sm_80's cp.async (the GPU in use
+    has them, unless CUDACONVNET_IMPLICIT_ASYNC says otherwise). Asked once."""
+    global _async
+    if _async is None:
+        choice = os.environ.get("CUDACONVNET_IMPLICIT_ASYNC", "")
+        _async = choice == "1" if choice in ("0", "1") else int(loader.device_arch()[3:]) >= 80
+    return _async
+
+
 def _launch(kernel, width, vecA, vecB, grid, *args):
-    nvmatrix.launch(Launch(SRC, kernel, (width, bool(vecA), bool(vecB)), grid, (THREADS, 1, 1)), FORMATS[kernel],
-                    *args)
+    targs = (width, async_copies(), bool(vecA), bool(vecB))
+    nvmatrix.launch(Launch(SRC, kernel, targs, grid, (THREADS, 1, 1)), FORMATS[kernel], *args)
 
 
 def tile_width(n):
