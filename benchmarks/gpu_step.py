@@ -5,16 +5,17 @@ No 2012 counterpart as such: 2012 trained the two towers on two GTX 580s. Here b
 run on one GPU, minibatch 128, fp32; the peer is PyTorch with cuDNN (cudnn.benchmark on),
 measured in the same process on the same GPU, once with TF32 off (true fp32) and once on.
 
-    python benchmarks/gpu_step.py [--mini 128] [--warmup 3] [--iters 20] [--conv-kernels 2012,gemm,winograd,implicit]
+    python benchmarks/gpu_step.py [--mini 128] [--warmup 3] [--iters 20] [--conv-kernels 2012,gemm,winograd,implicit,...]
                                   [--layers layers_cfg/layers-alexnet.cfg]
                                   [--params layers_cfg/layer-params-alexnet.cfg]
                                   [--no-torch] [--json out.json] [--markdown table.md] [--dry-run]
 
 Ours runs once per choice of conv kernels (--conv-kernels: the ported 2012 kernels; "gemm",
 im2col + cuBLAS; "winograd", gemm with Winograd's F(2x2, 3x3) for the 3x3 layers' fprop and
-input gradient; "implicit", register-tiled products read straight from the images), each with
-its own column. The peer runs first; a choice of ours that fails is reported in one line and
-left out of the table.
+input gradient; "implicit", register-tiled products read straight from the images, with
+sm_80's asynchronous copies on GPUs that have them, and "implicit-registers", the same
+without them), each with its own column. The peer runs first; a choice of ours that fails
+is reported in one line and left out of the table.
 
 What is timed (CUDA events around each call, after --warmup untimed calls, median of
 --iters):
@@ -138,7 +139,10 @@ def time_ours(layers, dialect, specs, n, warmup, iters, conv_kernels):
     be = get_backend("cuda")
     be.use_device()
     be.prepare_kernels()        # (nothing to do where the bundles are built)
-    be.set_conv_kernels(conv_kernels)
+    from cudaconvnet.backends.cuda import conv_implicit
+    name, _, copies = conv_kernels.partition("-")     # implicit-registers: without cp.async
+    conv_implicit._async = None if not copies else copies != "registers"
+    be.set_conv_kernels(name)
     net = ConvNet(copy.deepcopy(layers), n, be, dialect=dialect, seed=0, out=lambda s: None)
     rng = np.random.default_rng(0)
     dims = [d["outputs"] for d in layer_dicts(layers) if d["type"] == "data"]
@@ -499,7 +503,7 @@ def main(argv=None):
     ap.add_argument("--mini", type=int, default=128)
     ap.add_argument("--warmup", type=int, default=3)
     ap.add_argument("--iters", type=int, default=20)
-    ap.add_argument("--conv-kernels", default="2012,gemm,winograd,implicit",
+    ap.add_argument("--conv-kernels", default="2012,gemm,winograd,implicit,implicit-registers",
                     help="ours, once per choice (comma-separated)")
     ap.add_argument("--no-torch", action="store_true", help="skip the PyTorch peer")
     ap.add_argument("--json", default="", help="also write the numbers here")
