@@ -11,9 +11,11 @@ the whole call in one chunk, several chunks of whole partial sums, and partial s
 across chunks (a tiny workspace forces the last two). The winograd cases are 3x3 filters
 at stride 1 (its own kernels: odd and even output sizes, so tiles that hang past the edge,
 paddings 0, 1 and 2) and, for weightActs and other filters, the gemm path it falls back to.
-The implicit cases take 13 or 128 images (so 16-byte accesses and single ones: together
-they take every template specialisation of its kernels), and for weightActs partial sums
-in one slice, in several, and, with 'tiny', cut into slices of a few products each.
+The implicit cases take 13 or 128 images (16-byte accesses and single ones), 8 to 72
+filters and colours per group (both tile widths), each case once with registers and once
+with asynchronous copies (under the emulation: its pipeline with plain copies), and for
+weightActs partial sums in one slice, in several, and, with 'tiny', cut into slices of a
+few products each.
 
   test_gpu[...]        on the GPU: the kernels and cuBLAS (marker `cuda`);
   test_emulated[...]   the kernels under the CPU emulation of tests/cuda_emulation.py, the
