@@ -98,6 +98,19 @@ __device__ __forceinline__ void quad(const float* p0, const float* p[4]) {
  * operand, padding); with Load::vec they are adjacent and 16-byte aligned (all or none).
  */
 
+// src of a deep loader, from its one(k): the element at depth k, or null
+template <class Load>
+__device__ __forceinline__ void deepSrc(const Load& l, const int k0, const float* p[4]) {
+    const int k = k0 + Lie<false, Load::W>::row();
+    if (Load::vec) {
+        quad(l.one(k), p);
+    } else {
+        for (int j = 0; j < 4; j++) {
+            p[j] = l.one(k + j);
+        }
+    }
+}
+
 // this thread's four elements of the slice at k0, into registers
 template <class Load>
 __device__ __forceinline__ void fetchSlice(const Load& l, const int k0, float v[4]) {
@@ -453,16 +466,7 @@ struct ImgActsA {
         return valid && k < K ? &filters[(size_t)(k / numFiltersPerGroup) * numFilters + k % numFiltersPerGroup] : 0;
     }
 
-    __device__ void src(const int k0, const float* p[4]) const {
-        const int k = k0 + Lie<wide, W>::row();
-        if (vec) {
-            quad(one(k), p);
-        } else {
-            for (int j = 0; j < 4; j++) {
-                p[j] = one(k + j);
-            }
-        }
-    }
+    __device__ void src(const int k0, const float* p[4]) const { deepSrc(*this, k0, p); }
 };
 
 // B[((fy, fx), f)][(pixel, i)] = hidActs[g's filter f, the module whose pixel (fy, fx) is
@@ -582,16 +586,7 @@ struct WeightActsA {
         return c >= 0 && k < K ? img.at(c, fy, fx, m / numModulesX, m % numModulesX, q % numImages) : 0;
     }
 
-    __device__ void src(const int k0, const float* p[4]) const {
-        const int k = k0 + Lie<wide, W>::row();
-        if (vec) {
-            quad(one(k), p);
-        } else {
-            for (int j = 0; j < 4; j++) {
-                p[j] = one(k + j);
-            }
-        }
-    }
+    __device__ void src(const int k0, const float* p[4]) const { deepSrc(*this, k0, p); }
 };
 
 // B[q][f] = hidActs[g's filter f, (module m0, image 0) + q] (deep: adjacent q are adjacent)
@@ -604,12 +599,9 @@ struct WeightActsB {
     int K;
     bool valid;             // the filter exists
 
-    __device__ void src(const int k0, const float* p[4]) const {
-        const int k = k0 + Lie<wide, W>::row();
-        for (int j = 0; j < 4; j++) {
-            p[j] = valid && k + j < K ? &hidActs[k + j] : 0;
-        }
-    }
+    __device__ const float* one(const int k) const { return valid && k < K ? &hidActs[k] : 0; }
+
+    __device__ void src(const int k0, const float* p[4]) const { deepSrc(*this, k0, p); }
 };
 
 /*
