@@ -1,5 +1,4 @@
 """Shared test fixtures: where ../shared is, and the GPU marker that skips cleanly."""
-import os
 from pathlib import Path
 
 import pytest

@@ -41,7 +41,6 @@ from cuda_emulation import make_emulator
 
 from cudaconvnet.backends.cuda import filter_acts as cfa
 from cudaconvnet.backends.cuda import img_acts as cia
-from cudaconvnet.backends.cuda import loader
 from cudaconvnet.backends.cuda import sparse_acts as csa
 from cudaconvnet.backends.cuda import weight_acts as cwa
 from cudaconvnet.backends.numpy import filter_acts as nfa

@@ -21,7 +21,8 @@ import numpy as np
 import pytest
 from cuda_emulation import emulate_backend, make_emulator
 from test_cuda_conv_gemm import KERNELS_2012
-from test_cuda_ops import ENGINE, _cfg, _parse, _weights, assert_close
+from cuda_op_checks import assert_close
+from test_cuda_ops import ENGINE, _cfg, _parse, _weights
 
 from cudaconvnet.backends import get_backend
 from cudaconvnet.engine.layers import ConvLayer

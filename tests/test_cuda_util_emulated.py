@@ -7,9 +7,9 @@ original 2012 kernels (../shared/golden/kernels; skipped where ../shared is abse
 The sizes are small but every selector branch is taken: each kernel with each value of
 each template argument (imgsPerThread, filtersPerThread, checkCaseBounds, add, blocked,
 radius, center, the poolers, the aggregation block sizes ...), not every combination. The
-tolerances are those of tests/test_cuda_ops.py (the GPU run of the same operations);
-emulated, the fast-math intrinsics are the host's IEEE functions, so the emulated results
-sit closer to the reference than the GPU's will.
+checks and tolerances are those of tests/cuda_op_checks.py, which tests/test_cuda_ops.py
+runs on the GPU; emulated, the fast-math intrinsics are the host's IEEE functions, so the
+emulated results sit closer to the reference than the GPU's will.
 
 The aggregation branches for 16384 rows or more (kAggShortRows, kAggShortRows2) take a
 few seconds each under emulation: four of their eight instantiations run by default, all
@@ -20,8 +20,13 @@ import os
 import numpy as np
 import pytest
 from cuda_emulation import emulate_backend, make_emulator
-from test_cuda_ops import (EXACT, FAST_MATH, GOLDEN, NP, R, _golden_cases, _OnDevice, assert_close, compare,
-                           gaussian, pair, philox_words, probs_with_ties)
+from cuda_op_checks import (EXACT, FAST_MATH, NEURONS, NP, R, assert_close, check_add_scale,
+                            check_addVector_and_byVector, check_bed_of_nails, check_convCrop, check_convGaussianBlur,
+                            check_convLocalAvgUndo, check_convLocalMaxUndo, check_convLocalPool,
+                            check_convReflectHorizontal, check_convResizeBilinear, check_cross_map_forward,
+                            check_cross_map_undo, check_eltwise, check_golden, check_neurons, check_norm_forward,
+                            check_norm_undo, check_nrelu, check_softmax, compare, gaussian, golden_cases, pair,
+                            philox_words, probs_with_ties)
 
 from cudaconvnet.backends.cuda import conv_util, layer_kernels, nvmatrix
 
@@ -74,10 +79,8 @@ POOLS = [  # (pooler, numFilters, numImages, imgSize, subsX, startX, strideX, ou
 
 @pytest.mark.parametrize("p", POOLS, ids=str)
 def test_convLocalPool(be, kernels, p):
-    pooler, nf, n, img, subsX, startX, strideX, outputsX = p
-    images = R((nf * img * img, n), 1)
-    compare(be, "convLocalPool", (images, R((nf * outputsX ** 2, n), 2), nf, subsX, startX, strideX, outputsX,
-                                  pooler), [1], EXACT)
+    check_convLocalPool(be, p)
+    subsX, strideX = p[4], p[6]
     assert kernels.names() == ["kLocalPool2" if strideX == 1 and subsX >= 6 else "kLocalPool"]
 
 
@@ -90,20 +93,13 @@ UNDOS = [  # (numFilters, numImages, imgSize, subsX, startX, strideX, outputsX, 
 
 @pytest.mark.parametrize("u", UNDOS, ids=str)
 def test_convLocalMaxUndo(be, kernels, u):
-    nf, n, img, subsX, startX, strideX, ox, st, so = u
-    images = np.round(R((nf * img * img, n), 3) * 2) / 2  # ties inside windows
-    maxActs = np.empty((nf * ox * ox, n), np.float32)
-    NP.convLocalPool(images, maxActs, nf, subsX, startX, strideX, ox, "max")
-    compare(be, "convLocalMaxUndo", (images, R(maxActs.shape, 4), maxActs, R(images.shape, 5), subsX, startX,
-                                     strideX, ox, st, so), [3], EXACT)
+    check_convLocalMaxUndo(be, u)
     assert kernels.names() == ["kLocalMaxUndo"]
 
 
 @pytest.mark.parametrize("u", UNDOS, ids=str)
 def test_convLocalAvgUndo(be, kernels, u):
-    nf, n, img, subsX, startX, strideX, ox, st, so = u
-    compare(be, "convLocalAvgUndo", (R((nf * ox * ox, n), 6), R((nf * img * img, n), 7), subsX, startX, strideX,
-                                     ox, img, st, so), [1], EXACT)
+    check_convLocalAvgUndo(be, u)
     assert kernels.names() == ["kLocalAvgUndo"]
 
 
@@ -124,14 +120,7 @@ CNORMS = [  # (numFilters, numImages, imgSize, size) -> kernel
 @pytest.mark.parametrize("c,kernel", CNORMS, ids=str)
 @pytest.mark.parametrize("kind", ["response", "contrast"])
 def test_norm_forward(be, kernels, c, kernel, kind):
-    nf, n, img, size = c
-    shape = (nf * img * img, n)
-    images = R(shape, 8, 5.0)
-    if kind == "response":
-        compare(be, "convResponseNorm", (images, R(shape, 9), R(shape, 10), nf, size, 0.01, 0.75), [1, 2], FAST_MATH)
-    else:
-        compare(be, "convContrastNorm", (images, R(shape, 11, 3.0), R(shape, 9), R(shape, 10), nf, size, 0.01,
-                                         0.75), [2, 3], FAST_MATH)
+    check_norm_forward(be, c, kind)
     assert kernels.names() == [kernel]
 
 
@@ -145,15 +134,7 @@ RNORM_UNDOS = [  # (numFilters, numImages, imgSize, size, scaleTargets, scaleOut
 @pytest.mark.parametrize("u,kernel", RNORM_UNDOS, ids=str)
 @pytest.mark.parametrize("kind", ["response", "contrast"])
 def test_norm_undo(be, kernels, u, kernel, kind):
-    nf, n, img, size, st, so = u
-    shape = (nf * img * img, n)
-    inputs = R(shape, 12, 5.0)
-    denoms, acts = np.empty(shape, np.float32), np.empty(shape, np.float32)
-    NP.convResponseNorm(inputs, denoms, acts, nf, size, 0.01, 0.75)
-    name = "convResponseNormUndo" if kind == "response" else "convContrastNormUndo"
-    # outputs: target (4) and the overwritten acts (3)
-    compare(be, name, (R(shape, 13), denoms, inputs, acts, R(shape, 14), nf, size, 0.01, 0.75, st, so), [3, 4],
-            FAST_MATH)
+    check_norm_undo(be, u, kind)
     assert kernels.names() == ["kRNormUndoPrelims", kernel]
 
 
@@ -180,13 +161,7 @@ CMR = [  # (numFilters, numImages, imgSize, sizeF, blocked, minDiv): checkCaseBo
 
 @pytest.mark.parametrize("c", CMR, ids=str)
 def test_cross_map_forward(be, kernels, c):
-    nf, n, img, sizeF, blocked, minDiv = c
-    shape = (nf * img * img, n)
-    images = R(shape, 15, 5.0)
-    compare(be, "convResponseNormCrossMap", (images, R(shape, 1), R(shape, 2), nf, sizeF, 0.002, 0.75, blocked,
-                                             minDiv), [1, 2], FAST_MATH)
-    compare(be, "convContrastNormCrossMap", (images, R(shape, 16, 3.0), R(shape, 1), R(shape, 2), nf, sizeF,
-                                             0.002, 0.75, blocked, minDiv), [2, 3], FAST_MATH)
+    check_cross_map_forward(be, c)
     assert kernels.names() == ["kFCNorm"] * 2
 
 
@@ -198,13 +173,7 @@ CMR_UNDO = [  # (numFilters, numImages, imgSize, sizeF, blocked, scaleTargets, s
 
 @pytest.mark.parametrize("u", CMR_UNDO, ids=str)
 def test_cross_map_undo(be, kernels, u):
-    nf, n, img, sizeF, blocked, st, so = u
-    shape = (nf * img * img, n)
-    inputs = R(shape, 17, 5.0)
-    denoms, acts = np.empty(shape, np.float32), np.empty(shape, np.float32)
-    NP.convResponseNormCrossMap(inputs, denoms, acts, nf, sizeF, 0.002, 0.75, blocked, minDiv=2.0)
-    compare(be, "convResponseNormCrossMapUndo", (R(shape, 18), denoms, inputs, acts, R(shape, 19), nf, sizeF,
-                                                 0.002, 0.75, blocked, st, so), [3, 4], FAST_MATH)
+    check_cross_map_undo(be, u)
     assert kernels.names() == ["kRNormUndoPrelims", "kFRNormUndo"]
 
 
@@ -234,11 +203,8 @@ BLURS = [  # (radius, numChannels, numImages, imgSize, symmetric filter, scaleTa
 @pytest.mark.parametrize("b", BLURS, ids=str)
 @pytest.mark.parametrize("horiz", [True, False])
 def test_convGaussianBlur(be, kernels, b, horiz):
-    r, nc, n, img, sym, st, so = b
-    f = gaussian(r) if sym else np.abs(R((1, 2 * r + 1), 23))  # the 2012 quirk shows for asymmetric filters
-    images = R((nc * img * img, n), 24)
-    compare(be, "convGaussianBlur", (images, f, R(images.shape, 25), horiz, nc, st, so), [2], EXACT)
-    assert kernels.all() == [(conv_util.FILE, "kGaussianBlur", (4, 32, r))]
+    check_convGaussianBlur(be, b, horiz)
+    assert kernels.all() == [(conv_util.FILE, "kGaussianBlur", (4, 32, b[0]))]
 
 
 def test_convGaussianBlur_in_place(be):
@@ -259,12 +225,7 @@ NAILS = [  # (numChannels, numImages, imgSize, startX, strideX, scaleTargets, sc
 
 @pytest.mark.parametrize("b", NAILS, ids=str)
 def test_bed_of_nails(be, kernels, b):
-    nc, n, img, startX, strideX, st, so = b
-    ox = -(-img // strideX)
-    compare(be, "convBedOfNails", (R((nc * img * img, n), 27), R((nc * ox * ox, n), 28), nc, img, startX, strideX,
-                                   st, so), [1], EXACT)
-    compare(be, "convBedOfNailsUndo", (R((nc * ox * ox, n), 29), R((nc * img * img, n), 30), nc, img, startX,
-                                       strideX, st, so), [1], EXACT)
+    check_bed_of_nails(be, b)
     assert [k for k in kernels.names() if k == "kBedOfNails"] == ["kBedOfNails"] * 2
 
 
@@ -273,9 +234,7 @@ RESIZES = [(3, 128, 8, 6), (1, 100, 5, 8), (2, 64, 6, 6), (1, 33, 7, 4)]
 
 @pytest.mark.parametrize("r", RESIZES, ids=str)
 def test_convResizeBilinear(be, kernels, r):
-    nc, n, img, tgt = r
-    compare(be, "convResizeBilinear", (R((nc * img * img, n), 31), R((nc * tgt * tgt, n), 32), img, tgt, img / tgt),
-            [1], EXACT)
+    check_convResizeBilinear(be, r)
     assert kernels.names() == ["kResizeBilinear"]
 
 
@@ -297,8 +256,7 @@ CROPS = [(3, 128, 6, 4, 1, 2), (1, 100, 5, 5, 0, 0), (2, 64, 6, 3, 3, 0), (1, 32
 
 @pytest.mark.parametrize("c", CROPS, ids=str)
 def test_convCrop(be, kernels, c):
-    nc, n, img, tgt, y, x = c
-    compare(be, "convCrop", (R((nc * img * img, n), 36), R((nc * tgt * tgt, n), 37), img, tgt, y, x), [1], 0.0)
+    check_convCrop(be, c)
     assert kernels.names() == ["kCrop"]
 
 
@@ -307,15 +265,7 @@ REFLECTS = [(3, 128, 4, 0, 1), (2, 100, 5, 1, 1), (1, 64, 3, 0.5, 2), (1, 32, 1,
 
 @pytest.mark.parametrize("c", REFLECTS, ids=str)
 def test_convReflectHorizontal(be, kernels, c):
-    nc, n, img, st, so = c
-    compare(be, "convReflectHorizontal", (R((nc * img * img, n), 38), R((nc * img * img, n), 39), img, st, so), [1],
-            EXACT)
-    x = R((nc * img * img, n), 40)
-    ref = x.copy()
-    NP.convReflectHorizontal(ref, ref, img)
-    d = be.array(x)
-    be.convReflectHorizontal(d, d, img)
-    assert_close(be.to_host(d), ref, 0.0, "in place")
+    check_convReflectHorizontal(be, c)
     assert kernels.names() == ["kReflectH"] * 2
 
 
@@ -399,8 +349,7 @@ def test_memory_and_views(be):
 
 @pytest.mark.parametrize("st,sb", [(0, 1), (1, 1), (1, -2), (0.5, 3)])
 def test_add_scale(be, kernels, st, sb):
-    compare(be, "add", (R((33, 70), 52), R((33, 70), 53), st, sb), [0], EXACT)
-    compare(be, "scale", (R((33, 70), 54), -1.5, R((33, 70), 55)), [2], EXACT)
+    check_add_scale(be, st, sb)
     assert set(kernels.names()) <= {"kEltwiseUnaryOp", "kEltwiseBinaryOp"}
 
 
@@ -436,9 +385,7 @@ def test_addProduct_kSgemm(be, kernels, monkeypatch, transA, transB, st, sab):
 
 @pytest.mark.parametrize("rows,cols", [(10, 70), (1, 7), (9, 1), (5, 5)])
 def test_addVector_and_byVector(be, kernels, rows, cols):
-    for vshape in ((rows, 1), (1, cols)):
-        compare(be, "addVector", (R((rows, cols), 59), R(vshape, 60), 0.5), [0], EXACT)
-        compare(be, "eltwiseMultByVector", (R((rows, cols), 61), R(vshape, 62), R((rows, cols), 63)), [2], EXACT)
+    check_addVector_and_byVector(be, rows, cols)
     assert set(kernels.names()) == {"kRowVectorOp", "kColVectorOp"}
 
 
@@ -500,15 +447,12 @@ def test_sum_and_isfinite(be, kernels, shape):
 
 
 def test_eltwise(be):
-    a, b = R((40, 130), 67), R((40, 130), 68)
-    compare(be, "eltwiseMult", (a, b, R(a.shape, 69)), [2], EXACT)
-    compare(be, "maximum", (a, b, R(a.shape, 70)), [2], 0.0)
-    compare(be, "square", (a, R(a.shape, 71)), [1], EXACT)
+    check_eltwise(be)
 
 
 @pytest.mark.parametrize("rows,cols", [(10, 128), (300, 20), (3, 1)])
 def test_softmax(be, rows, cols):
-    compare(be, "softmax", (R((rows, cols), 72, 4.0), R((rows, cols), 73)), [1], FAST_MATH)
+    check_softmax(be, rows, cols)
 
 
 # -- random numbers ------------------------------------------------------------------------
@@ -545,58 +489,22 @@ def test_random_state_restores(be):
 
 
 def test_nrelu_noise(be, kernels):
-    """nrelu: relu(relu(x) * (1 + z)), z the Philox normals (kBinaryRandomize)."""
-    x = R((16, 64), 78)
-    be.seed(5)
-    y = be.empty(16, 64)
-    be.neuronActivate("nrelu", be.array(x), y)
-    w = philox_words(5, 0, x.size)
-    u1 = ((w[:, 0] >> 8) + 1).astype(np.float64) * 2.0 ** -24
-    u2 = (w[:, 1] >> 8).astype(np.float64) * 2.0 ** -24
-    z = (np.sqrt(-2 * np.log(u1)) * np.cos(2 * np.pi * u2)).reshape(x.shape)
-    r = np.maximum(x, 0)
-    np.testing.assert_allclose(be.to_host(y), np.maximum(r + r * z, 0), rtol=1e-5, atol=1e-5)
+    check_nrelu(be)
     assert "kBinaryRandomize" in kernels.names()
 
 
 # -- neurons --------------------------------------------------------------------------------
-NEURONS = [("ident", 0, 0), ("relu", 0, 0), ("brelu", 1.5, 0), ("abs", 0, 0), ("logistic", 0, 0),
-           ("tanh", 1.7, 0.66), ("softrelu", 0, 0), ("square", 0, 0), ("sqrt", 0, 0), ("linear", 2.0, -0.5),
-           ("drelu", 1.3, 0)]
-
-
 @pytest.mark.parametrize("kind,a,b", NEURONS)
 def test_neurons(be, kind, a, b):
-    x = R((30, 40), 74, 3.0)
-    if kind == "sqrt":
-        x = np.abs(x) + 0.1
-    tol = FAST_MATH if kind in ("logistic", "tanh", "softrelu", "drelu", "sqrt") else EXACT
-    host, back = pair(be, "neuronActivate", kind, x, R(x.shape, 75), a, b)
-    assert_close(back[2], host[2], tol, kind + " activation")
-    y = host[2]
-    for add in (False, True):
-        for gfo in ((False, True) if kind == "softrelu" else (False,)):
-            host, back = pair(be, "neuronInputGrad", kind, R(x.shape, 76), x, y, R(x.shape, 77), add, a, b, gfo)
-            assert_close(back[4], host[4], tol, "%s gradient add=%s" % (kind, add))
+    check_neurons(be, kind, a, b, 40)
 
 
 # ==========================================================================================
 # the golden cases of the 2012 kernels (pooling, normalisations, logreg)
 # ==========================================================================================
-@pytest.mark.parametrize("case", _golden_cases(), ids=lambda c: c["name"])
+@pytest.mark.parametrize("case", golden_cases(), ids=lambda c: c["name"])
 def test_golden(be, monkeypatch, case):
-    import test_golden_kernels as tg
-    monkeypatch.setattr(tg, "conv_util", _OnDevice(be))
-    monkeypatch.setattr(tg, "layer_kernels", _OnDevice(be))
-    ours = tg._run(case)
-    for name, spec in case["outputs"].items():
-        gold = tg._load(spec)
-        got = ours[name]
-        assert np.all(np.isfinite(got)), "%s: non-finite values" % name
-        scale = float(np.abs(gold).max())
-        err = float(np.abs(got.astype(np.float64) - gold).max())
-        assert err <= GOLDEN * scale, "%s.%s: max|err| %.3g > %g * max|golden| %.3g" % (
-            case["name"], name, err, GOLDEN, scale)
+    check_golden(be, monkeypatch, case)
 
 
 def _planned_launches():

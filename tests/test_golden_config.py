@@ -4,8 +4,6 @@ Each golden file is what the unmodified 2012 layer.py returned under Python 2.7 
 (layers.cfg, layer-params.cfg) pair; arrays are compared by shape, dtype, order, mean and
 std, everything else exactly and with exact Python types (an int is not a float).
 """
-import contextlib
-import io
 import json
 import math
 import sys
