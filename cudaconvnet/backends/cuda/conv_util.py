@@ -18,7 +18,8 @@ import functools
 
 import numpy as np
 
-from ..numpy.conv_util import channels_img_size, nails_geometry, norm_check, undo_check
+from ..numpy.conv_util import (avg_undo_check, blur_check, crop_check, max_undo_check, nails_geometry, norm_check,
+                               pool_check, reflect_check, resize_check)
 from ..numpy.filter_acts import exact_div
 from .nvmatrix import DIVUP, Launch, check_grid, check_gpu_matrix, imgs_per_thread_128, launch, ptr, row_stride
 
@@ -275,6 +276,7 @@ INSTANTIATIONS = sorted({lc[:3] for lc in _cover()}, key=repr)
 # ==========================================================================================
 # the checks are the NumPy backend's, with GPU matrices
 _norm_check = functools.partial(norm_check, check=check_gpu_matrix)
+GPU = dict(check=check_gpu_matrix, check_target=check_gpu_matrix)   # for the shared checks
 
 
 def _run(lc, *args):
@@ -305,16 +307,8 @@ def convLocalPool(images, target, numFilters, subsX, startX, strideX, outputsX, 
     target:   (numFilters * outputsX^2, numImages), overwritten
     pooler:   'max', 'avg' or 'maxabs'
     """
-    fn = "convLocalPool"
-    check_gpu_matrix(fn, "images", images)
-    imgSize = channels_img_size(fn, "images", images, numFilters)
-    if subsX < 1 or strideX < 1 or outputsX < 1:
-        raise ValueError("%s: subsX (%d), strideX (%d) and outputsX (%d) must be positive"
-                         % (fn, subsX, strideX, outputsX))
-    if pooler not in POOLERS:
-        raise ValueError("%s: pooler must be 'max', 'avg' or 'maxabs', got %r" % (fn, pooler))
+    imgSize = pool_check("convLocalPool", images, target, numFilters, subsX, strideX, outputsX, pooler, **GPU)
     N = images.shape[1]
-    check_gpu_matrix(fn, "target", target, numFilters * outputsX * outputsX, N)
     if N == 0:
         return
     lc = select_pool(pooler, numFilters, N, subsX, strideX, outputsX)
@@ -329,16 +323,9 @@ def convLocalMaxUndo(images, maxGrads, maxActs, target, subsX, startX, strideX, 
     """Gradient of max pooling: every pixel equal to its window's maximum gets the window's
     gradient. images/target (numFilters * imgSize^2, numImages); maxGrads/maxActs
     (numFilters * outputsX^2, numImages). target = scaleTargets*target + scaleOutput*grad."""
-    fn = "convLocalMaxUndo"
-    for name, a in (("images", images), ("maxGrads", maxGrads), ("maxActs", maxActs)):
-        check_gpu_matrix(fn, name, a)
-    undo_check(fn, outputsX, subsX, strideX)
+    numFilters, imgSize = max_undo_check("convLocalMaxUndo", images, maxGrads, maxActs, target, subsX, strideX,
+                                         outputsX, **GPU)
     N = images.shape[1]
-    numFilters = exact_div(fn, "maxGrads rows by outputsX^2", maxGrads.shape[0], outputsX * outputsX)
-    imgSize = channels_img_size(fn, "images", images, numFilters)
-    check_gpu_matrix(fn, "maxGrads", maxGrads, cols=N)
-    check_gpu_matrix(fn, "maxActs", maxActs, maxGrads.shape[0], N)
-    check_gpu_matrix(fn, "target", target, images.shape[0], N)
     if N == 0:
         return
     lc = select_max_undo(numFilters, N, imgSize, scaleTargets, scaleOutput)
@@ -350,14 +337,8 @@ def convLocalAvgUndo(avgGrads, target, subsX, startX, strideX, outputsX, imgSize
                      scaleTargets=0.0, scaleOutput=1.0):
     """Gradient of average pooling. avgGrads (numFilters * outputsX^2, numImages); target
     (numFilters * imgSize^2, numImages)."""
-    fn = "convLocalAvgUndo"
-    check_gpu_matrix(fn, "avgGrads", avgGrads)
-    undo_check(fn, outputsX, subsX, strideX)
-    if imgSize < 1:
-        raise ValueError("%s: imgSize must be positive" % fn)
+    numFilters = avg_undo_check("convLocalAvgUndo", avgGrads, target, subsX, strideX, outputsX, imgSize, **GPU)
     N = avgGrads.shape[1]
-    numFilters = exact_div(fn, "avgGrads rows by outputsX^2", avgGrads.shape[0], outputsX * outputsX)
-    check_gpu_matrix(fn, "target", target, numFilters * imgSize * imgSize, N)
     if N == 0:
         return
     lc = select_avg_undo(numFilters, N, imgSize, scaleTargets, scaleOutput)
@@ -491,16 +472,7 @@ def convTICAGrad(images, ticas, target, numFilters, sizeX, scaleTarget, scaleOut
 def convGaussianBlur(images, filter, target, horiz, numChannels, scaleTargets, scaleOutputs):
     """1-D blur along rows (horiz) or columns, zero outside the image; target may be
     images. filter (1, 2*radius + 1), radius 1..4."""
-    fn = "convGaussianBlur"
-    check_gpu_matrix(fn, "images", images)
-    check_gpu_matrix(fn, "filter", filter, rows=1)
-    imgSize = channels_img_size(fn, "images", images, numChannels)
-    radius = filter.shape[1] // 2
-    if not 1 <= radius <= 4:
-        raise ValueError("%s: filter radius must be 1..4, got width %d" % (fn, filter.shape[1]))
-    if imgSize < 2 * radius + 1:
-        raise ValueError("%s: imgSize (%d) must be at least the filter width (%d)" % (fn, imgSize, 2 * radius + 1))
-    check_gpu_matrix(fn, "target", target, images.shape[0], images.shape[1])
+    imgSize, radius = blur_check("convGaussianBlur", images, filter, target, numChannels, **GPU)
     N = images.shape[1]
     if N == 0:
         return
@@ -550,13 +522,8 @@ def convBedOfNailsUndo(actsGrad, target, numChannels, imgSize, startX, strideX, 
 def convResizeBilinear(images, target, imgSize, tgtSize, scale):
     """Bilinear resize of square images, centred: target pixel p samples the source at
     clamp(p*scale + centerScale, 0, imgSize - 1.01), centerScale = imgSize/2 - tgtSize/2*scale."""
-    fn = "convResizeBilinear"
-    check_gpu_matrix(fn, "images", images)
-    if imgSize < 2 or tgtSize < 1:
-        raise ValueError("%s: imgSize must be >= 2 and tgtSize >= 1" % fn)
-    numChannels = exact_div(fn, "images rows by imgSize^2", images.shape[0], imgSize * imgSize)
+    numChannels = resize_check("convResizeBilinear", images, target, imgSize, tgtSize, **GPU)
     N = images.shape[1]
-    check_gpu_matrix(fn, "target", target, numChannels * tgtSize * tgtSize, N)
     if N == 0:
         return
     # the host works in double and hands the kernel floats
@@ -596,16 +563,8 @@ def convRGBToLAB(images, target, center):
 
 def convCrop(imgs, target, imgSize, tgtSize, startY, startX):
     """A tgtSize x tgtSize window at (startY, startX) of every channel."""
-    fn = "convCrop"
-    check_gpu_matrix(fn, "imgs", imgs)
-    if imgSize < 1 or tgtSize < 1:
-        raise ValueError("%s: imgSize and tgtSize must be positive" % fn)
-    numChannels = exact_div(fn, "imgs rows by imgSize^2", imgs.shape[0], imgSize * imgSize)
-    if startY < 0 or startX < 0 or startY + tgtSize > imgSize or startX + tgtSize > imgSize:
-        raise ValueError("%s: %dx%d crop at (%d, %d) does not fit a %dx%d image"
-                         % (fn, tgtSize, tgtSize, startY, startX, imgSize, imgSize))
+    numChannels = crop_check("convCrop", imgs, target, imgSize, tgtSize, startY, startX, **GPU)
     N = imgs.shape[1]
-    check_gpu_matrix(fn, "target", target, numChannels * tgtSize * tgtSize, N)
     if N == 0:
         return
     lc = select_crop(numChannels, N, tgtSize)
@@ -615,12 +574,7 @@ def convCrop(imgs, target, imgSize, tgtSize, startY, startX):
 def convReflectHorizontal(images, target, imgSize, scaleTargets=0.0, scaleOutput=1.0):
     """Mirror every image left-right (CHM's href layer); target may be images.
     target = scaleTargets*target + scaleOutput*flip(images)."""
-    fn = "convReflectHorizontal"
-    check_gpu_matrix(fn, "images", images)
-    if imgSize < 1:
-        raise ValueError("%s: imgSize must be positive" % fn)
-    numChannels = exact_div(fn, "images rows by imgSize^2", images.shape[0], imgSize * imgSize)
-    check_gpu_matrix(fn, "target", target, images.shape[0], images.shape[1])
+    numChannels = reflect_check("convReflectHorizontal", images, target, imgSize, **GPU)
     N = images.shape[1]
     if N == 0:
         return

@@ -34,6 +34,103 @@ def channels_img_size(fn, name, a, numChannels):
     return square_side(fn, "imgPixels of %s" % name, imgPixels)
 
 
+def writeable_target(fn, name, a, rows=None, cols=None):
+    """check_matrix for an output this backend writes in place."""
+    return check_matrix(fn, name, a, rows, cols, writeable=True)
+
+
+# The argument checks of pooling, blur, resize, crop and reflection, shared with the CUDA
+# backend, which passes its own `check` of a GPU matrix for inputs and outputs alike. Each
+# returns the sizes its operation goes on with.
+
+def pool_check(fn, images, target, numFilters, subsX, strideX, outputsX, pooler, check=check_matrix,
+               check_target=writeable_target):
+    """convLocalPool's: imgSize."""
+    check(fn, "images", images)
+    imgSize = channels_img_size(fn, "images", images, numFilters)
+    if subsX < 1 or strideX < 1 or outputsX < 1:
+        raise ValueError("%s: subsX (%d), strideX (%d) and outputsX (%d) must be positive"
+                         % (fn, subsX, strideX, outputsX))
+    if pooler not in ("max", "avg", "maxabs"):
+        raise ValueError("%s: pooler must be 'max', 'avg' or 'maxabs', got %r" % (fn, pooler))
+    check_target(fn, "target", target, numFilters * outputsX * outputsX, images.shape[1])
+    return imgSize
+
+
+def max_undo_check(fn, images, maxGrads, maxActs, target, subsX, strideX, outputsX, check=check_matrix,
+                   check_target=writeable_target):
+    """convLocalMaxUndo's: (numFilters, imgSize)."""
+    for name, a in (("images", images), ("maxGrads", maxGrads), ("maxActs", maxActs)):
+        check(fn, name, a)
+    undo_check(fn, outputsX, subsX, strideX)
+    N = images.shape[1]
+    numFilters = exact_div(fn, "maxGrads rows by outputsX^2", maxGrads.shape[0], outputsX * outputsX)
+    imgSize = channels_img_size(fn, "images", images, numFilters)
+    check(fn, "maxGrads", maxGrads, cols=N)
+    check(fn, "maxActs", maxActs, maxGrads.shape[0], N)
+    check_target(fn, "target", target, images.shape[0], N)
+    return numFilters, imgSize
+
+
+def avg_undo_check(fn, avgGrads, target, subsX, strideX, outputsX, imgSize, check=check_matrix,
+                   check_target=writeable_target):
+    """convLocalAvgUndo's: numFilters."""
+    check(fn, "avgGrads", avgGrads)
+    undo_check(fn, outputsX, subsX, strideX)
+    if imgSize < 1:
+        raise ValueError("%s: imgSize must be positive" % fn)
+    numFilters = exact_div(fn, "avgGrads rows by outputsX^2", avgGrads.shape[0], outputsX * outputsX)
+    check_target(fn, "target", target, numFilters * imgSize * imgSize, avgGrads.shape[1])
+    return numFilters
+
+
+def blur_check(fn, images, filter, target, numChannels, check=check_matrix, check_target=writeable_target):
+    """convGaussianBlur's: (imgSize, radius)."""
+    check(fn, "images", images)
+    check(fn, "filter", filter, rows=1)
+    imgSize = channels_img_size(fn, "images", images, numChannels)
+    radius = filter.shape[1] // 2
+    if not 1 <= radius <= 4:
+        raise ValueError("%s: filter radius must be 1..4, got width %d" % (fn, filter.shape[1]))
+    if imgSize < 2 * radius + 1:
+        raise ValueError("%s: imgSize (%d) must be at least the filter width (%d)" % (fn, imgSize, 2 * radius + 1))
+    check_target(fn, "target", target, images.shape[0], images.shape[1])
+    return imgSize, radius
+
+
+def resize_check(fn, images, target, imgSize, tgtSize, check=check_matrix, check_target=writeable_target):
+    """convResizeBilinear's: numChannels."""
+    check(fn, "images", images)
+    if imgSize < 2 or tgtSize < 1:
+        raise ValueError("%s: imgSize must be >= 2 and tgtSize >= 1" % fn)
+    numChannels = exact_div(fn, "images rows by imgSize^2", images.shape[0], imgSize * imgSize)
+    check_target(fn, "target", target, numChannels * tgtSize * tgtSize, images.shape[1])
+    return numChannels
+
+
+def crop_check(fn, imgs, target, imgSize, tgtSize, startY, startX, check=check_matrix, check_target=writeable_target):
+    """convCrop's: numChannels."""
+    check(fn, "imgs", imgs)
+    if imgSize < 1 or tgtSize < 1:
+        raise ValueError("%s: imgSize and tgtSize must be positive" % fn)
+    numChannels = exact_div(fn, "imgs rows by imgSize^2", imgs.shape[0], imgSize * imgSize)
+    if startY < 0 or startX < 0 or startY + tgtSize > imgSize or startX + tgtSize > imgSize:
+        raise ValueError("%s: %dx%d crop at (%d, %d) does not fit a %dx%d image"
+                         % (fn, tgtSize, tgtSize, startY, startX, imgSize, imgSize))
+    check_target(fn, "target", target, numChannels * tgtSize * tgtSize, imgs.shape[1])
+    return numChannels
+
+
+def reflect_check(fn, images, target, imgSize, check=check_matrix, check_target=writeable_target):
+    """convReflectHorizontal's: numChannels."""
+    check(fn, "images", images)
+    if imgSize < 1:
+        raise ValueError("%s: imgSize must be positive" % fn)
+    numChannels = exact_div(fn, "images rows by imgSize^2", images.shape[0], imgSize * imgSize)
+    check_target(fn, "target", target, images.shape[0], images.shape[1])
+    return numChannels
+
+
 def _window_range(start, stride, out_count, offset, limit):
     """Outputs o in [0, out_count) whose pixel start + o*stride + offset lies in [0, limit):
     returns (o0, o1, p0) with p0 the pixel of o0, or None if there are none."""
@@ -120,16 +217,8 @@ def convLocalPool(images, target, numFilters, subsX, startX, strideX, outputsX, 
     'max' starts from -2e38 and ignores NaN (fmaxf); 'maxabs' keeps the value of largest
     magnitude, the later one in row-major order on ties, starting from 0.
     """
-    fn = "convLocalPool"
-    check_matrix(fn, "images", images)
-    imgSize = channels_img_size(fn, "images", images, numFilters)
-    if subsX < 1 or strideX < 1 or outputsX < 1:
-        raise ValueError("%s: subsX (%d), strideX (%d) and outputsX (%d) must be positive"
-                         % (fn, subsX, strideX, outputsX))
-    if pooler not in ("max", "avg", "maxabs"):
-        raise ValueError("%s: pooler must be 'max', 'avg' or 'maxabs', got %r" % (fn, pooler))
+    imgSize = pool_check("convLocalPool", images, target, numFilters, subsX, strideX, outputsX, pooler)
     N = images.shape[1]
-    check_matrix(fn, "target", target, numFilters * outputsX * outputsX, N, writeable=True)
 
     img4 = images.reshape(numFilters, imgSize, imgSize, N)
     out4 = target.reshape(numFilters, outputsX, outputsX, N)
@@ -208,17 +297,9 @@ def convLocalMaxUndo(images, maxGrads, maxActs, target, subsX, startX, strideX, 
     maxGrads[c,o]: every pixel equal to its window's maximum gets the gradient (ties are
     not broken). target = scaleTargets*target + scaleOutput*grad.
     """
-    fn = "convLocalMaxUndo"
-    for name, a in (("images", images), ("maxGrads", maxGrads), ("maxActs", maxActs)):
-        check_matrix(fn, name, a)
-    undo_check(fn, outputsX, subsX, strideX)
+    numFilters, imgSize = max_undo_check("convLocalMaxUndo", images, maxGrads, maxActs, target, subsX, strideX,
+                                         outputsX)
     N = images.shape[1]
-    numFilters = exact_div(fn, "maxGrads rows by outputsX^2", maxGrads.shape[0],
-                           outputsX * outputsX)
-    imgSize = channels_img_size(fn, "images", images, numFilters)
-    check_matrix(fn, "maxGrads", maxGrads, cols=N)
-    check_matrix(fn, "maxActs", maxActs, maxGrads.shape[0], N)
-    check_matrix(fn, "target", target, images.shape[0], N, writeable=True)
 
     img4 = images.reshape(numFilters, imgSize, imgSize, N)
     mg4 = maxGrads.reshape(numFilters, outputsX, outputsX, N)
@@ -251,15 +332,8 @@ def convLocalAvgUndo(avgGrads, target, subsX, startX, strideX, outputsX, imgSize
     grad[c, y, x] = sum over windows o containing (y, x) of avgGrads[c, o] / regionSize(o),
     regionSize counting the window's in-image pixels as the forward pass does.
     """
-    fn = "convLocalAvgUndo"
-    check_matrix(fn, "avgGrads", avgGrads)
-    undo_check(fn, outputsX, subsX, strideX)
-    if imgSize < 1:
-        raise ValueError("%s: imgSize must be positive" % fn)
+    numFilters = avg_undo_check("convLocalAvgUndo", avgGrads, target, subsX, strideX, outputsX, imgSize)
     N = avgGrads.shape[1]
-    numFilters = exact_div(fn, "avgGrads rows by outputsX^2", avgGrads.shape[0],
-                           outputsX * outputsX)
-    check_matrix(fn, "target", target, numFilters * imgSize * imgSize, N, writeable=True)
 
     # the kernel multiplies by 1/regionSize rather than dividing
     with np.errstate(divide="ignore"):
@@ -537,18 +611,7 @@ def convGaussianBlur(images, filter, target, horiz, numChannels, scaleTargets, s
     the others with filter[r - d], and filter[2r] itself is never read (filter[0] stands in
     for it).
     """
-    fn = "convGaussianBlur"
-    check_matrix(fn, "images", images)
-    check_matrix(fn, "filter", filter, rows=1)
-    imgSize = channels_img_size(fn, "images", images, numChannels)
-    radius = filter.shape[1] // 2
-    if not 1 <= radius <= 4:
-        raise ValueError("%s: filter radius must be 1..4, got width %d"
-                         % (fn, filter.shape[1]))
-    if imgSize < 2 * radius + 1:
-        raise ValueError("%s: imgSize (%d) must be at least the filter width (%d)"
-                         % (fn, imgSize, 2 * radius + 1))
-    check_matrix(fn, "target", target, images.shape[0], images.shape[1], writeable=True)
+    imgSize, radius = blur_check("convGaussianBlur", images, filter, target, numChannels)
     f = filter[0].astype(np.float32)
     r = radius
     src = images.reshape(numChannels, imgSize, imgSize, images.shape[1])
@@ -638,13 +701,8 @@ def convResizeBilinear(images, target, imgSize, tgtSize, scale):
     Target pixel p samples source coordinate clamp(p*scale + centerScale, 0, imgSize-1.01)
     with centerScale = imgSize/2 - tgtSize/2*scale (so imgSize ~ scale * tgtSize).
     """
-    fn = "convResizeBilinear"
-    check_matrix(fn, "images", images)
-    if imgSize < 2 or tgtSize < 1:
-        raise ValueError("%s: imgSize must be >= 2 and tgtSize >= 1" % fn)
-    numChannels = exact_div(fn, "images rows by imgSize^2", images.shape[0], imgSize * imgSize)
+    numChannels = resize_check("convResizeBilinear", images, target, imgSize, tgtSize)
     N = images.shape[1]
-    check_matrix(fn, "target", target, numChannels * tgtSize * tgtSize, N, writeable=True)
     f32 = np.float32
     # the host computes this in double and hands the kernel a float
     centerScale = f32(imgSize * 0.5 - tgtSize * 0.5 * float(f32(scale)))
@@ -724,16 +782,8 @@ def convCrop(imgs, target, imgSize, tgtSize, startY, startX):
     imgs:    (numChannels * imgSize^2, numImages)
     target:  (numChannels * tgtSize^2, numImages), written in place
     """
-    fn = "convCrop"
-    check_matrix(fn, "imgs", imgs)
-    if imgSize < 1 or tgtSize < 1:
-        raise ValueError("%s: imgSize and tgtSize must be positive" % fn)
-    numChannels = exact_div(fn, "imgs rows by imgSize^2", imgs.shape[0], imgSize * imgSize)
-    if startY < 0 or startX < 0 or startY + tgtSize > imgSize or startX + tgtSize > imgSize:
-        raise ValueError("%s: %dx%d crop at (%d, %d) does not fit a %dx%d image"
-                         % (fn, tgtSize, tgtSize, startY, startX, imgSize, imgSize))
+    numChannels = crop_check("convCrop", imgs, target, imgSize, tgtSize, startY, startX)
     N = imgs.shape[1]
-    check_matrix(fn, "target", target, numChannels * tgtSize * tgtSize, N, writeable=True)
     src = imgs.reshape(numChannels, imgSize, imgSize, N)
     target.reshape(numChannels, tgtSize, tgtSize, N)[...] = \
         src[:, startY:startY + tgtSize, startX:startX + tgtSize]
@@ -748,12 +798,7 @@ def convReflectHorizontal(images, target, imgSize, scaleTargets=0.0, scaleOutput
     target:  (numChannels * imgSize^2, numImages), written in place (may be images)
     CHM calls it with three arguments (overwrite); scaleTargets/scaleOutput are extras.
     """
-    fn = "convReflectHorizontal"
-    check_matrix(fn, "images", images)
-    if imgSize < 1:
-        raise ValueError("%s: imgSize must be positive" % fn)
-    numChannels = exact_div(fn, "images rows by imgSize^2", images.shape[0], imgSize * imgSize)
-    check_matrix(fn, "target", target, images.shape[0], images.shape[1], writeable=True)
+    numChannels = reflect_check("convReflectHorizontal", images, target, imgSize)
     shape = (numChannels, imgSize, imgSize, images.shape[1])
     flipped = images.reshape(shape)[:, :, ::-1].copy()
     scale_store(target.reshape(shape), flipped, scaleTargets, scaleOutput)
