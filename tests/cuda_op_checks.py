@@ -265,6 +265,34 @@ def check_golden(be, monkeypatch, case):
             case["name"], name, err, GOLDEN, scale)
 
 
+
+def check_gradients(be, numOut, n, add):
+    p, labels = probs_with_ties(numOut, n, 44)
+    t = lambda: R((numOut, n), 45)  # noqa: E731
+    compare(be, "computeLogregGrad", (labels, p, t(), add, 0.7), [2], FAST_MATH)
+    compare(be, "computeLogregSoftmaxGrad", (labels, p, t(), add, 0.7), [2], EXACT)
+    # 2012's kernels loop sum_j g_j ((j == i) - y_j); the reference uses the closed form
+    # g_i - sum_j g_j y_j: equal, rounded differently (hence FAST_MATH's bound)
+    compare(be, "computeSoftmaxGrad", (p, R((numOut, n), 46), t(), add), [2], FAST_MATH)
+    dist = np.random.default_rng(47).random((numOut, n)).astype(np.float32)
+    compare(be, "computeCrossEntGrad", (dist, p, t(), add, 0.7), [2], FAST_MATH)
+    compare(be, "computeCrossEntSoftmaxGrad", (dist, p, t(), add, 0.7), [2], FAST_MATH)
+    a, b = np.round(R((numOut, n), 48)), np.round(R((numOut, n), 49))
+    out = np.maximum(a, b)
+    compare(be, "computeEltwiseMaxGrad", (R((numOut, n), 50), a, out, t(), add), [3], EXACT)
+
+
+def check_elementwise_costs(be, add):
+    """CHM's cost.crossent2 and cost.rflickr: layer.cuh functors through kEltwiseBinaryOp /
+    kEltwiseTernaryOp."""
+    rng = np.random.default_rng(79)
+    y = rng.uniform(0.01, 0.99, (10, 100)).astype(np.float32)
+    t = (rng.random((10, 100)) < 0.3).astype(np.float32)
+    compare(be, "computeCrossEnt2Cost", (t, y, R(y.shape, 80)), [2], FAST_MATH)
+    compare(be, "computeRobustFlickrCost", (t, y, R(y.shape, 81)), [2], FAST_MATH)
+    compare(be, "computeCrossEnt2Grad", (t, y, R(y.shape, 82), add, 0.7), [2], FAST_MATH)
+    compare(be, "computeRobustFlickrGrad", (t, y, R(y.shape, 83), add, 0.7), [2], FAST_MATH)
+
 NEURONS = [("ident", 0, 0), ("relu", 0, 0), ("brelu", 1.5, 0), ("abs", 0, 0), ("logistic", 0, 0),
            ("tanh", 1.7, 0.66), ("softrelu", 0, 0), ("square", 0, 0), ("sqrt", 0, 0), ("linear", 2.0, -0.5),
            ("drelu", 1.3, 0)]

@@ -22,13 +22,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from cuda_op_checks import (EXACT, FAST_MATH, NEURONS, NP, SHARED, R, assert_close, check_add_scale,
+from cuda_op_checks import (EXACT, FAST_MATH, NEURONS, NP, R, SHARED, assert_close, check_add_scale,
                             check_addVector_and_byVector, check_bed_of_nails, check_convCrop, check_convGaussianBlur,
                             check_convLocalAvgUndo, check_convLocalMaxUndo, check_convLocalPool,
                             check_convReflectHorizontal, check_convResizeBilinear, check_cross_map_forward,
-                            check_cross_map_undo, check_eltwise, check_golden, check_neurons, check_norm_forward,
-                            check_norm_undo, check_nrelu, check_softmax, compare, gaussian, golden_cases, philox_words,
-                            probs_with_ties)
+                            check_cross_map_undo, check_elementwise_costs, check_eltwise, check_golden, check_gradients,
+                            check_neurons, check_norm_forward, check_norm_undo, check_nrelu, check_softmax, compare,
+                            gaussian, golden_cases, philox_words, probs_with_ties)
 
 pytestmark = pytest.mark.cuda
 
@@ -217,32 +217,12 @@ def test_costs(be, numOut, n):
 @pytest.mark.parametrize("numOut,n", [(10, 128), (37, 100)])
 @pytest.mark.parametrize("add", [False, True])
 def test_gradients(be, numOut, n, add):
-    p, labels = probs_with_ties(numOut, n, 44)
-    t = lambda: R((numOut, n), 45)  # noqa: E731
-    compare(be, "computeLogregGrad", (labels, p, t(), add, 0.7), [2], FAST_MATH)
-    compare(be, "computeLogregSoftmaxGrad", (labels, p, t(), add, 0.7), [2], EXACT)
-    # 2012's kernels loop sum_j g_j ((j == i) - y_j); the reference uses the closed form
-    # g_i - sum_j g_j y_j: equal, rounded differently (hence FAST_MATH's bound)
-    compare(be, "computeSoftmaxGrad", (p, R((numOut, n), 46), t(), add), [2], FAST_MATH)
-    dist = np.random.default_rng(47).random((numOut, n)).astype(np.float32)
-    compare(be, "computeCrossEntGrad", (dist, p, t(), add, 0.7), [2], FAST_MATH)
-    compare(be, "computeCrossEntSoftmaxGrad", (dist, p, t(), add, 0.7), [2], FAST_MATH)
-    a, b = np.round(R((numOut, n), 48)), np.round(R((numOut, n), 49))
-    out = np.maximum(a, b)
-    compare(be, "computeEltwiseMaxGrad", (R((numOut, n), 50), a, out, t(), add), [3], EXACT)
+    check_gradients(be, numOut, n, add)
 
 
 @pytest.mark.parametrize("add", [False, True])
 def test_elementwise_costs(be, add):
-    """CHM's cost.crossent2 and cost.rflickr: layer.cuh functors through kEltwiseBinaryOp /
-    kEltwiseTernaryOp."""
-    rng = np.random.default_rng(79)
-    y = rng.uniform(0.01, 0.99, (10, 100)).astype(np.float32)
-    t = (rng.random((10, 100)) < 0.3).astype(np.float32)
-    compare(be, "computeCrossEnt2Cost", (t, y, R(y.shape, 80)), [2], FAST_MATH)
-    compare(be, "computeRobustFlickrCost", (t, y, R(y.shape, 81)), [2], FAST_MATH)
-    compare(be, "computeCrossEnt2Grad", (t, y, R(y.shape, 82), add, 0.7), [2], FAST_MATH)
-    compare(be, "computeRobustFlickrGrad", (t, y, R(y.shape, 83), add, 0.7), [2], FAST_MATH)
+    check_elementwise_costs(be, add)
 
 
 # ==========================================================================================

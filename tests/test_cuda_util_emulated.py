@@ -24,9 +24,9 @@ from cuda_op_checks import (EXACT, FAST_MATH, NEURONS, NP, R, assert_close, chec
                             check_addVector_and_byVector, check_bed_of_nails, check_convCrop, check_convGaussianBlur,
                             check_convLocalAvgUndo, check_convLocalMaxUndo, check_convLocalPool,
                             check_convReflectHorizontal, check_convResizeBilinear, check_cross_map_forward,
-                            check_cross_map_undo, check_eltwise, check_golden, check_neurons, check_norm_forward,
-                            check_norm_undo, check_nrelu, check_softmax, compare, gaussian, golden_cases, pair,
-                            philox_words, probs_with_ties)
+                            check_cross_map_undo, check_elementwise_costs, check_eltwise, check_golden, check_gradients,
+                            check_neurons, check_norm_forward, check_norm_undo, check_nrelu, check_softmax, compare,
+                            gaussian, golden_cases, pair, philox_words, probs_with_ties)
 
 from cudaconvnet.backends.cuda import conv_util, layer_kernels, nvmatrix
 
@@ -298,17 +298,7 @@ def test_costs(be, kernels, numOut, n):
 @pytest.mark.parametrize("numOut,n", COST_SIZES)
 @pytest.mark.parametrize("add", [False, True])
 def test_gradients(be, kernels, numOut, n, add):
-    p, labels = probs_with_ties(numOut, n, 44)
-    t = lambda: R((numOut, n), 45)  # noqa: E731
-    compare(be, "computeLogregGrad", (labels, p, t(), add, 0.7), [2], FAST_MATH)
-    compare(be, "computeLogregSoftmaxGrad", (labels, p, t(), add, 0.7), [2], EXACT)
-    compare(be, "computeSoftmaxGrad", (p, R((numOut, n), 46), t(), add), [2], FAST_MATH)
-    dist = np.random.default_rng(47).random((numOut, n)).astype(np.float32)
-    compare(be, "computeCrossEntGrad", (dist, p, t(), add, 0.7), [2], FAST_MATH)
-    compare(be, "computeCrossEntSoftmaxGrad", (dist, p, t(), add, 0.7), [2], FAST_MATH)
-    a, b = np.round(R((numOut, n), 48)), np.round(R((numOut, n), 49))
-    out = np.maximum(a, b)
-    compare(be, "computeEltwiseMaxGrad", (R((numOut, n), 50), a, out, t(), add), [3], EXACT)
+    check_gradients(be, numOut, n, add)
     assert {targs for _, _, targs in kernels.all()} == ({(add,), (128, add)})
     assert set(kernels.names()) == {"kLogregCostGrad", "kLogregSoftmaxGrad", "kSoftmaxGrad", "kCrossEntGrad",
                                     "kCrossEntSoftmaxGrad", "kEltwiseMaxGrad"}
@@ -316,13 +306,7 @@ def test_gradients(be, kernels, numOut, n, add):
 
 @pytest.mark.parametrize("add", [False, True])
 def test_elementwise_costs(be, add):
-    rng = np.random.default_rng(79)
-    y = rng.uniform(0.01, 0.99, (10, 100)).astype(np.float32)
-    t = (rng.random((10, 100)) < 0.3).astype(np.float32)
-    compare(be, "computeCrossEnt2Cost", (t, y, R(y.shape, 80)), [2], FAST_MATH)
-    compare(be, "computeRobustFlickrCost", (t, y, R(y.shape, 81)), [2], FAST_MATH)
-    compare(be, "computeCrossEnt2Grad", (t, y, R(y.shape, 82), add, 0.7), [2], FAST_MATH)
-    compare(be, "computeRobustFlickrGrad", (t, y, R(y.shape, 83), add, 0.7), [2], FAST_MATH)
+    check_elementwise_costs(be, add)
 
 
 # ==========================================================================================
