@@ -18,7 +18,7 @@ import functools
 
 import numpy as np
 
-from ..numpy.conv_util import (avg_undo_check, blur_check, crop_check, max_undo_check, nails_geometry, norm_check,
+from ..numpy.conv_util import (avg_undo_check, blur_check, crop_check, max_undo_check, nails_check, norm_check,
                                pool_check, reflect_check, resize_check)
 from ..numpy.filter_acts import exact_div
 from .nvmatrix import DIVUP, Launch, check_grid, check_gpu_matrix, imgs_per_thread_128, launch, ptr, row_stride
@@ -484,12 +484,8 @@ def convGaussianBlur(images, filter, target, horiz, numChannels, scaleTargets, s
 def convBedOfNails(images, target, numChannels, imgSize, startX, strideX, scaleTargets, scaleOutput):
     """Keep every strideX-th pixel from startX both ways. images (numChannels * imgSize^2,
     numImages); target (numChannels * outputsX^2, numImages), outputsX = ceil(imgSize/strideX)."""
-    fn = "convBedOfNails"
-    check_gpu_matrix(fn, "images", images)
-    outputsX = nails_geometry(fn, numChannels, imgSize, startX, strideX)
+    outputsX = nails_check("convBedOfNails", images, target, numChannels, imgSize, startX, strideX, False, **GPU)
     N = images.shape[1]
-    check_gpu_matrix(fn, "images", images, numChannels * imgSize * imgSize)
-    check_gpu_matrix(fn, "target", target, numChannels * outputsX * outputsX, N)
     if N == 0:
         return
     lc = select_bed_of_nails(numChannels, N, outputsX)
@@ -505,12 +501,9 @@ def convBedOfNailsUndo(actsGrad, target, numChannels, imgSize, startX, strideX, 
     tripped an assertion). Here the pixels between the nails are zeroed (scaleTargets == 0)
     or scaled by scaleTargets first, then the kernel scatters with scaleTargets 0 or 1."""
     from .nvmatrix import scale_targets
-    fn = "convBedOfNailsUndo"
-    check_gpu_matrix(fn, "actsGrad", actsGrad)
-    outputsX = nails_geometry(fn, numChannels, imgSize, startX, strideX)
+    outputsX = nails_check("convBedOfNailsUndo", actsGrad, target, numChannels, imgSize, startX, strideX, True,
+                           **GPU)
     N = actsGrad.shape[1]
-    check_gpu_matrix(fn, "actsGrad", actsGrad, numChannels * outputsX * outputsX)
-    check_gpu_matrix(fn, "target", target, numChannels * imgSize * imgSize, N)
     if N == 0:
         return
     scale_targets(target, scaleTargets)

@@ -635,7 +635,11 @@ def convGaussianBlur(images, filter, target, horiz, numChannels, scaleTargets, s
     scale_store(target.reshape(src.shape), out, scaleTargets, scaleOutputs)
 
 
-def nails_geometry(fn, numChannels, imgSize, startX, strideX):
+def nails_check(fn, src, target, numChannels, imgSize, startX, strideX, undo, check=check_matrix,
+                check_target=writeable_target):
+    """The bed of nails' checks, both backends: src is images (undo: actsGrad); returns
+    outputsX."""
+    check(fn, "actsGrad" if undo else "images", src)
     if strideX <= 1:
         raise ValueError("%s: strideX must be > 1, got %d" % (fn, strideX))
     if numChannels < 1 or imgSize < 1:
@@ -645,6 +649,9 @@ def nails_geometry(fn, numChannels, imgSize, startX, strideX):
         raise ValueError("%s: nails startX + k*strideX (startX %d, strideX %d, %d outputs) "
                          "fall outside the %d-pixel image" % (fn, startX, strideX, outputsX,
                                                              imgSize))
+    imgRows, nailRows = numChannels * imgSize * imgSize, numChannels * outputsX * outputsX
+    check(fn, "actsGrad" if undo else "images", src, nailRows if undo else imgRows)
+    check_target(fn, "target", target, imgRows if undo else nailRows, src.shape[1])
     return outputsX
 
 
@@ -657,12 +664,8 @@ def convBedOfNails(images, target, numChannels, imgSize, startX, strideX, scaleT
              written in place: target[c, oy, ox] = images[c, startX + oy*strideX,
              startX + ox*strideX] (scaled as usual)
     """
-    fn = "convBedOfNails"
-    check_matrix(fn, "images", images)
-    outputsX = nails_geometry(fn, numChannels, imgSize, startX, strideX)
+    outputsX = nails_check("convBedOfNails", images, target, numChannels, imgSize, startX, strideX, False)
     N = images.shape[1]
-    check_matrix(fn, "images", images, numChannels * imgSize * imgSize)
-    check_matrix(fn, "target", target, numChannels * outputsX * outputsX, N, writeable=True)
     src = images.reshape(numChannels, imgSize, imgSize, N)
     nails = src[:, startX::strideX, startX::strideX][:, :outputsX, :outputsX]
     scale_store(target.reshape(numChannels, outputsX, outputsX, N), nails.copy(),
@@ -679,12 +682,8 @@ def convBedOfNailsUndo(actsGrad, target, numChannels, imgSize, startX, strideX, 
     (The original asserts on the wrong row count when scaleTargets != 0, so it only ever
     ran with scaleTargets == 0; the plain definition above is used for the other case.)
     """
-    fn = "convBedOfNailsUndo"
-    check_matrix(fn, "actsGrad", actsGrad)
-    outputsX = nails_geometry(fn, numChannels, imgSize, startX, strideX)
+    outputsX = nails_check("convBedOfNailsUndo", actsGrad, target, numChannels, imgSize, startX, strideX, True)
     N = actsGrad.shape[1]
-    check_matrix(fn, "actsGrad", actsGrad, numChannels * outputsX * outputsX)
-    check_matrix(fn, "target", target, numChannels * imgSize * imgSize, N, writeable=True)
     grad = np.zeros((numChannels, imgSize, imgSize, N), dtype=np.float32)
     end = startX + (outputsX - 1) * strideX + 1
     grad[:, startX:end:strideX, startX:end:strideX] = actsGrad.reshape(
