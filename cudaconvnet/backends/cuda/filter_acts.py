@@ -43,6 +43,19 @@ def require(cond, fn, message):
         raise ValueError("%s: %s" % (fn, message))
 
 
+def require_groups(fn, numImgColors, numGroups):
+    """The conv wrappers' assert on the colours and groups; returns numFilterColors."""
+    require(numImgColors > 0 and numGroups > 0 and numImgColors % numGroups == 0, fn,
+            "numImgColors (%d) must be a positive multiple of numGroups (%d)" % (numImgColors, numGroups))
+    return numImgColors // numGroups
+
+
+def require_filters(fn, numFilters, numGroups):
+    """The conv wrappers' assert on the filter count: 16 per group at least."""
+    require(numFilters > 0 and numFilters % (16 * numGroups) == 0, fn,
+            "numFilters (%d) must be a multiple of 16 * numGroups (%d)" % (numFilters, 16 * numGroups))
+
+
 def sweep(selector, cases):
     """Every distinct instantiation `selector` returns over `cases` (keyword dicts), in a
     stable order; cases the selector refuses are skipped."""
@@ -72,15 +85,12 @@ def select_filter_acts(numImages, numFilters, numImgColors, numGroups, numModule
       block (32, 4); scale is scaleTargets != 0.
     """
     fn = "filterActs"
-    require(numImgColors > 0 and numGroups > 0 and numImgColors % numGroups == 0, fn,
-            "numImgColors (%d) must be a positive multiple of numGroups (%d)" % (numImgColors, numGroups))
-    numFilterColors = numImgColors // numGroups
+    numFilterColors = require_groups(fn, numImgColors, numGroups)
     require(numGroups > 1 or numImgColors <= 3 or numImgColors % 2 == 0, fn,
             "with one group, numImgColors must be 1, 2, 3 or even (got %d)" % numImgColors)
     require(numGroups == 1 or numFilterColors % 2 == 0, fn,
             "with groups, the colours per group (numImgColors/numGroups = %d) must be even" % numFilterColors)
-    require(numFilters > 0 and numFilters % (16 * numGroups) == 0, fn,
-            "numFilters (%d) must be a multiple of 16 * numGroups (%d)" % (numFilters, 16 * numGroups))
+    require_filters(fn, numFilters, numGroups)
     numFiltersPerGroup = numFilters // numGroups
     imgsPerThread = imgs_per_thread_128(numImages)
     checkImgBounds = numImages % (32 * imgsPerThread) != 0

@@ -15,7 +15,7 @@ import numpy as np
 
 from ..numpy.img_acts import img_acts_geometry
 from . import conv_gemm
-from .filter_acts import Launch, ptr, require, run, sweep
+from .filter_acts import Launch, ptr, require, require_filters, require_groups, run, sweep
 from .nvmatrix import DIVUP, check_gpu_matrix, check_grid, imgs_per_thread_128
 
 # the operations (select_img_acts and INSTANTIATIONS are module attributes)
@@ -40,11 +40,8 @@ def select_img_acts(numImages, numFilters, numImgColors, numGroups, imgSizeY, im
     checkCaseBounds when numImages is not a multiple of block.x * imgsPerThread.
     """
     fn = "imgActs"
-    require(numImgColors > 0 and numGroups > 0 and numImgColors % numGroups == 0, fn,
-            "numImgColors (%d) must be a positive multiple of numGroups (%d)" % (numImgColors, numGroups))
-    numFilterColors = numImgColors // numGroups
-    require(numFilters > 0 and numFilters % (16 * numGroups) == 0, fn,
-            "numFilters (%d) must be a multiple of 16 * numGroups (%d)" % (numFilters, 16 * numGroups))
+    numFilterColors = require_groups(fn, numImgColors, numGroups)
+    require_filters(fn, numFilters, numGroups)
     require(numGroups > 1 or numImgColors <= 3 or numImgColors % 2 == 0, fn,
             "with one group, numImgColors must be 1, 2, 3 or even (got %d)" % numImgColors)
     require(numGroups == 1 or numFilterColors % 4 == 0, fn,

@@ -18,7 +18,7 @@ are odd (filterActs), 3 or fewer or odd (imgActs), not a multiple of 4 (weightAc
 import numpy as np
 
 from ..numpy.filter_acts import check_geometry, exact_div, square_side
-from .filter_acts import Launch, kbool, ptr, require, run, sweep
+from .filter_acts import Launch, kbool, ptr, require, require_filters, run, sweep
 from .nvmatrix import DIVUP, check_gpu_matrix, check_grid, imgs_per_thread_128
 from .weight_acts import PRELOAD_CASES
 
@@ -38,8 +38,7 @@ def _common_asserts(fn, numFilters, numImgColors, numFilterColors, numGroups):
     require((numFilterColors * numGroups) % numImgColors == 0, fn,
             "numFilterColors * numGroups (%d) must be a multiple of numImgColors (%d)"
             % (numFilterColors * numGroups, numImgColors))
-    require(numFilters > 0 and numFilters % (16 * numGroups) == 0, fn,
-            "numFilters (%d) must be a multiple of 16 * numGroups (%d)" % (numFilters, 16 * numGroups))
+    require_filters(fn, numFilters, numGroups)
 
 
 # ----------------------------------------------------------------------------------------
