@@ -17,7 +17,7 @@ are odd (filterActs), 3 or fewer or odd (imgActs), not a multiple of 4 (weightAc
 """
 import numpy as np
 
-from ..numpy.filter_acts import check_geometry, exact_div, square_side
+from ..numpy.filter_acts import check_geometry, exact_div, filter_size
 from .filter_acts import Launch, kbool, ptr, require, require_filters, run, sweep
 from .nvmatrix import DIVUP, check_gpu_matrix, check_grid, imgs_per_thread_128
 from .weight_acts import PRELOAD_CASES
@@ -194,10 +194,8 @@ def _filter_acts_sparse(fn, images, filters, targets, dColorIndices, imgSizeY, n
                                        numModules, scaleTargets)
     imgPixels = exact_div(fn, "images rows by numImgColors", images.shape[0], numImgColors)
     imgSizeX = exact_div(fn, "imgPixels by imgSizeY", imgPixels, imgSizeY)
-    filterPixels = exact_div(fn, "filters rows by %snumFilterColors" % ("" if conv else "numModules * "),
-                             filters.shape[0], (1 if conv else numModules) * numFilterColors)
-    filterSize = square_side(fn, "filterPixels", filterPixels)
-    check_geometry(fn, imgSizeY, imgSizeX, numModulesY, numModulesX, filterSize, paddingStart, moduleStride)
+    filterSize = filter_size(fn, filters.shape[0], numFilterColors, imgSizeY, imgSizeX, numModulesY, numModulesX,
+                             paddingStart, moduleStride, conv)
     check_gpu_matrix(fn, "targets", targets, numFilters * numModules, numImages)
     colors = color_indices(fn, dColorIndices, numImgColors, numFilterColors, numGroups)
     if numImages == 0:
@@ -244,10 +242,8 @@ def _img_acts_sparse(fn, hidActs, filters, targets, dColorIndices, imgSizeY, img
                                     imgSizeX, scaleTargets, conv)
     numModules = exact_div(fn, "hidActs rows by numFilters", hidActs.shape[0], numFilters)
     numModulesX = exact_div(fn, "numModules by numModulesY", numModules, numModulesY)
-    filterPixels = exact_div(fn, "filters rows by %snumFilterColors" % ("" if conv else "numModules * "),
-                             filters.shape[0], (1 if conv else numModules) * numFilterColors)
-    filterSize = square_side(fn, "filterPixels", filterPixels)
-    check_geometry(fn, imgSizeY, imgSizeX, numModulesY, numModulesX, filterSize, paddingStart, moduleStride)
+    filterSize = filter_size(fn, filters.shape[0], numFilterColors, imgSizeY, imgSizeX, numModulesY, numModulesX,
+                             paddingStart, moduleStride, conv)
     overSample = numFilterColors * numGroups // numImgColors
     check_gpu_matrix(fn, "targets", targets, overSample * numImgColors * imgSizeY * imgSizeX, numImages)
     colors = color_indices(fn, dColorIndices, numImgColors, numFilterColors, numGroups)

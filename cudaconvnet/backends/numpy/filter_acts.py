@@ -330,17 +330,23 @@ def filter_acts_geometry(fn, imagesShape, filtersShape, imgSizeY, numModulesY, n
                             imgSizeX, numModulesY, numModulesX, paddingStart, moduleStride, conv)
 
 
+def filter_size(fn, filterRows, numFilterColors, imgSizeY, imgSizeX, numModulesY, numModulesX, paddingStart,
+                moduleStride, conv):
+    """filterSize from the filters' rows (a bank per module when not conv), after the
+    geometry checks (the dense and the sparse conv functions, both backends)."""
+    numModules = numModulesY * numModulesX
+    filterPixels = exact_div(fn, "filters rows by %snumFilterColors" % ("" if conv else "numModules * "),
+                             filterRows, (1 if conv else numModules) * numFilterColors)
+    filterSize = square_side(fn, "filterPixels", filterPixels)
+    check_geometry(fn, imgSizeY, imgSizeX, numModulesY, numModulesX, filterSize, paddingStart, moduleStride)
+    return filterSize
+
+
 def filters_geometry(fn, filtersShape, numImages, numImgColors, numGroups, imgSizeY, imgSizeX,
                      numModulesY, numModulesX, paddingStart, moduleStride, conv):
-    """The rest of filter_acts_geometry and img_acts_geometry: filterSize from the filters'
-    rows (a bank per module when not conv), the geometry checks, the ConvGeometry."""
-    numModules = numModulesY * numModulesX
-    filterPixels = exact_div(fn, "filters rows by %s numFilterColors"
-                             % ("" if conv else "numModules *"),
-                             filtersShape[0], (1 if conv else numModules) * (numImgColors // numGroups))
-    filterSize = square_side(fn, "filterPixels", filterPixels)
-    check_geometry(fn, imgSizeY, imgSizeX, numModulesY, numModulesX, filterSize,
-                   paddingStart, moduleStride)
+    """The rest of filter_acts_geometry and img_acts_geometry: filter_size, the ConvGeometry."""
+    filterSize = filter_size(fn, filtersShape[0], numImgColors // numGroups, imgSizeY, imgSizeX, numModulesY,
+                             numModulesX, paddingStart, moduleStride, conv)
     return ConvGeometry(numImages=numImages, numImgColors=numImgColors, numGroups=numGroups,
                         numFilters=filtersShape[1], imgSizeY=imgSizeY, imgSizeX=imgSizeX,
                         numModulesY=numModulesY, numModulesX=numModulesX, filterSize=filterSize,
