@@ -141,7 +141,7 @@ def time_ours(layers, dialect, specs, n, warmup, iters, conv_kernels):
     be.prepare_kernels()        # (nothing to do where the bundles are built)
     from cudaconvnet.backends.cuda import conv_implicit
     name, _, copies = conv_kernels.partition("-")     # implicit-registers: without cp.async
-    conv_implicit._async = None if not copies else copies != "registers"
+    conv_implicit.set_async_copies(None if not copies else copies != "registers")
     be.set_conv_kernels(name)
     net = ConvNet(copy.deepcopy(layers), n, be, dialect=dialect, seed=0, out=lambda s: None)
     rng = np.random.default_rng(0)

@@ -58,6 +58,13 @@ def async_copies():
     return _async
 
 
+def set_async_copies(choice):
+    """True or False fixes the choice of async_copies; None asks again (the GPU, the
+    environment)."""
+    global _async
+    _async = choice
+
+
 def _launch(kernel, width, vecA, vecB, grid, *args):
     targs = (width, async_copies(), bool(vecA), bool(vecB))
     nvmatrix.launch(Launch(SRC, kernel, targs, grid, (THREADS, 1, 1)), FORMATS[kernel], *args)
