@@ -355,9 +355,9 @@ class ConvNet(IGPUModel):
         op.add_option("backend", "backend", StringOptionParser, "Engine: numpy, cuda or auto (the GPU if there is one)",
                       default="auto")
         op.add_option("conv-kernels", "conv_kernels", StringOptionParser,
-                      "CUDA engine's convolution kernels: 2012 (the original ones), gemm (im2col + cuBLAS) or "
-                      "winograd (gemm, with Winograd F(2x2,3x3) for 3x3 stride-1 layers) or implicit (tiled products "
-                      "straight from the images)",
+                      # one short line: the options printout pads every line to the longest description;
+                      # docs/fidelity.md section 4 says what each choice is
+                      "CUDA engine's conv kernels: 2012, gemm, winograd or implicit",
                       default="2012")
         op.add_option("dialect", "dialect", StringOptionParser,
                       "Config dialect: cuda-convnet, alexnet or auto", default="auto", set_once=True)

@@ -556,6 +556,8 @@ def check_option_lines(lines, given):
     descs = sorted(o.desc for o in op.options.values())
     assert len(lines) == len(descs)
     width = max(len(d) for d in descs)
+    # as wide as the AlexNet code's table: its longest description is --wupdate-freq's (71)
+    assert width == len(op.options["wupdate_freq"].desc) == 71
     rows = []
     for line, desc in zip(lines, descs):
         assert line.startswith(desc.ljust(width) + ": "), (line, desc)
