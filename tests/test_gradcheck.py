@@ -407,6 +407,17 @@ def test_rscale(tmp_path):
     assert_all_pass(tmp_path, CHM, rscale_net(), SQ, dims=(3 * 25,))
 
 
+def test_rscale_scales_in_float(tmp_path):
+    """The number of scales drawn from counts down to imgSize / maxScale taken in float
+    (chm:src/layer.cu:1370): 18 / 1.2f = 14.9999995, so 14 to 18, five scales (double
+    division gives 15, four), each drawn in proportion to the crops it holds."""
+    defs = [D("data", 0), ("pre", dict(type="rscale", inputs="data", channels=3, maxScale=1.2, tgtSize=15)),
+            conv_below("pre", padding=0, filterSize=2, initW=0.3)] + sum2("conv1")
+    net, _ = build(tmp_path, CHM, defs, SQ, dims=(3 * 18 * 18,))
+    probs = net.layer_by_name["pre"].scaleProbs
+    assert probs == pytest.approx(np.cumsum([1, 4, 9, 16, 25]) / 55, rel=1e-12)
+
+
 def test_rscale_not_in_cuda_convnet_engine(tmp_path):
     """cuda-convnet r561 parsed rscale layers, but its C++ had no such layer."""
     defs = [D("data", 0), ("pre", dict(type="rscale", inputs="data", channels=3, maxScale=1.25)),
@@ -1112,6 +1123,30 @@ def test_multiview_averages_softmax(tmp_path, dialect):
     assert abs(c[0] - single) > 1e-3
 
 
+@BOTH
+def test_multiview_second_logreg(tmp_path, dialect):
+    """A logreg layer other than --logreg-name's: the AlexNet code averaged every logreg
+    layer's softmax over the views (chm:src/layer.cu:1809-1822); cuda-convnet only the
+    named one's, so the other reports the last view's cost (cc:src/worker.cu:142-169)."""
+    V, N = 3, 10
+    defs = [D("data", 0), D("labels", 1), ("fc1", dict(type="fc", inputs="data", outputs=4, initW=2.0)),
+            ("probs", dict(type="softmax", inputs="fc1")), ("logprob", dict(type="cost.logreg", inputs="labels,probs")),
+            ("fc2", dict(type="fc", inputs="data", outputs=4, initW=2.0)),
+            ("probs2", dict(type="softmax", inputs="fc2")), ("other", dict(type="cost.logreg", inputs="labels,probs2"))]
+    net, _ = build(tmp_path, dialect, defs, dims=(8, 1), n=4)
+    rng = np.random.default_rng(6)
+    x = rng.random((8, V * N), dtype=np.float32)
+    labels = np.tile(rng.integers(0, 4, (1, N)), (1, V)).astype(np.float32)
+    cost, probs = net.multiview_test([x, labels], V, logreg_name="logprob", return_probs=True)
+    lab = labels[0, :N].astype(int)
+    z = weights(net, "fc2").T @ x.astype(np.float64) + biases(net, "fc2")
+    p = np.exp(z - z.max(axis=0))
+    p = (p / p.sum(axis=0)).reshape(4, V, N)
+    seen = p.mean(axis=1) if dialect == CHM else p[:, V - 1]
+    assert cost.costs["other"][0] == pytest.approx(-np.log(seen[lab, np.arange(N)]).sum(), rel=1e-5)
+    assert probs.shape == (N, 4)
+
+
 def ref_lr(kind, base, tgt, steps, p):
     """lr.cu's schedules, written from its formulas."""
     final = base / tgt
@@ -1157,6 +1192,25 @@ def test_lr_schedule_from_config_and_noise(tmp_path):
     mid = ref_lr("linear", 0.002, 4, 0, 0.5)
     assert (draws >= mid).all()
     assert draws.mean() == pytest.approx(mid * (1 + 0.5 * math.sqrt(2 / math.pi)), rel=0.03)
+
+
+def test_noisy_rate_drawn_again_for_decay():
+    """With a noisy schedule, the gradient term and the weight decay term of one update
+    each draw their own rate, as the AlexNet code's Weights::update called getRate twice
+    (chm:src/weights.cu:152,193); without decay there is one draw."""
+    import random
+    from cudaconvnet.engine.weights import Weights
+    sched = {"type": "linear", "params": {"tgtFactor": 1.0, "noiseStdev": 1.0}}
+    for wc in (0.5, 0.0):
+        w = Weights(BE, np.ones((1, 1), np.float32), np.zeros((1, 1), np.float32), 0.1, mom=0.0, wc=wc,
+                    sched=sched, lr_rng=random.Random(7))
+        BE.copy(BE.array(np.full((1, 1), 2.0, np.float32)), w.Grad)
+        w.update(0.3)
+        twin = random.Random(7)
+        rate = lambda: 0.1 * (1 + abs(twin.gauss(0.0, 1.0)))
+        inc = rate() * 2.0 - wc * (rate() if wc else 0.0)
+        assert BE.to_host(w.Inc)[0, 0] == pytest.approx(inc, rel=1e-6)
+        assert w.lrs.rng.getstate() == twin.getstate()
 
 
 @BOTH

@@ -5,6 +5,8 @@ Stands for layer.cu (cuda-convnet r561 and the AlexNet 2012 code). Every layer h
 output `acts` (features, cases) and, while back-propagating, `actsGrad`: the negative
 gradient of the cost with respect to its output, as 2012 propagated it.
 """
+import numpy as np
+
 from ..layer import ALEXNET
 from .lr import LearningRateSchedule
 from .neurons import Neuron
@@ -259,7 +261,6 @@ class WeightLayer(Layer):
 
     def _constrain_ball(self, i, per_module=None):
         """wball: scale each filter (column) whose norm exceeds wball back onto the ball."""
-        import numpy as np
         w = self.weights[i]
         if not (w.wball > 0 and w.isOwner() and w.getBaseRate() > 0):
             return
@@ -304,7 +305,6 @@ class SoftmaxTree:
     lists the kernels walk (SoftmaxTree::finalize)."""
 
     def __init__(self, tree, rootLabel):
-        import numpy as np
         self.root = rootLabel
         depth, height, size = {rootLabel: 0}, {}, {}
         parent = {rootLabel: rootLabel}
@@ -568,7 +568,6 @@ class ConvLayer(LocalLayer):
         self.imgActs("convImgActs", v, inpIdx, scaleTargets)
 
     def constrainWeights(self):
-        import numpy as np
         zeros = [0.0] * len(self.weights)
         for i, w in enumerate(self.weights):
             lo, hi = self.dic.get("wcNormMin", zeros)[i], self.dic.get("wcNormMax", zeros)[i]
@@ -824,7 +823,8 @@ class RandomScaleLayer(Layer):
                               "(use the alexnet dialect)" % self.name)
         self.channels, self.maxScale = dic["channels"], dic["maxScale"]
         self.imgSize, self.tgtSize = dic["imgSize"], dic["tgtSize"]
-        minScaled = int(self.imgSize / self.maxScale)
+        # float division (2012's _maxScale was a float): 18 / 1.2 gives 14 here, 15 in double
+        minScaled = int(np.float32(self.imgSize) / np.float32(self.maxScale))
         numScales = self.imgSize - minScaled + 1
         numCrops = numScales * (numScales + 1) * (2 * numScales + 1) // 6
         # each scale is drawn in proportion to the number of crops it holds
@@ -840,9 +840,9 @@ class RandomScaleLayer(Layer):
             for s, p in enumerate(self.scaleProbs):
                 if r <= p:
                     rescaled += s
-                    end = self.imgSize / float(rescaled)
-                    start = max(1.0, self.imgSize / (1.0 + rescaled))
-                    factor = start + be.rand() * (end - start)
+                    end = np.float32(self.imgSize) / np.float32(rescaled)
+                    start = np.float32(max(1.0, self.imgSize / (1.0 + rescaled)))
+                    factor = float(start + np.float32(be.rand()) * (end - start))
                     break
             maxStart = rescaled - self.tgtSize
             y0, x0 = be.randint(1 + maxStart), be.randint(1 + maxStart)
@@ -1106,7 +1106,6 @@ class MultiSoftmaxCostLayer(CostLayer):
     def fpropActs(self, inpIdx, scaleTargets, passType):
         if inpIdx != 0:
             return
-        import numpy as np
         be, (labels, energies) = self.be, self.inputs
         eT = be.to_host(energies).T
         self._energiesT = np.ascontiguousarray(eT - eT.max(axis=1, keepdims=True))

@@ -142,16 +142,18 @@ class ConvNet:
     def multiview_test(self, data, num_views, logreg_name=None, return_probs=False):
         """The data hold num_views copies of each case (view v of case k in column v*N + k):
         average the softmax over views, then apply logistic regression (worker.cu).
-        Returns the Cost, and with return_probs the averaged probabilities of the first
-        logreg layer as a host (cases, classes) matrix (--test-out)."""
+        cuda-convnet averaged only the logreg layer named by logreg_name; the AlexNet code
+        every logreg layer (the name only picked the --test-out probabilities); other costs
+        report the last view. Returns the Cost, and with return_probs the averaged
+        probabilities of the named (or first) logreg layer as a host (cases, classes) matrix."""
+        logregs = [c for c in self.costs if c.type == "cost.logreg"]
         if logreg_name:
             if logreg_name not in self.layer_by_name or self.layer_by_name[logreg_name].type != "cost.logreg":
                 raise EngineError("Layer with name '%s' not defined or not of type cost.logreg." % logreg_name)
-            logregs = [self.layer_by_name[logreg_name]]
-        else:
-            logregs = [c for c in self.costs if c.type == "cost.logreg"]
-            if not logregs:
-                raise EngineError("a multi-view test needs a cost.logreg layer")
+            named = self.layer_by_name[logreg_name]
+            logregs = [named] + ([c for c in logregs if c is not named] if self.dialect != CUDA_CONVNET else [])
+        elif not logregs:
+            raise EngineError("a multi-view test needs a cost.logreg layer")
         total = data[0].shape[1]
         if total % num_views:
             raise EngineError("the test batch has %d cases, not a multiple of %d views" % (total, num_views))

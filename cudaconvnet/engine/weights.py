@@ -73,7 +73,8 @@ class Weights:
             mom = self.mom if (self.accumulate or self._numUpdates <= 1) else 0.0
             be.add(self.Inc, self.Grad, mom, eps)
         if self.wc > 0:
-            be.add(self.Inc, self.W, 1.0, -self.wc * eps)
+            # a rate of its own: with a noisy schedule 2012 drew the decay's noise afresh
+            be.add(self.Inc, self.W, 1.0, -self.wc * self.getEps(progress))
         be.add(self.W, self.Inc)
         self._numUpdates = 0
 
