@@ -138,15 +138,72 @@ def _latin1_encode(obj, encoding="latin1"):
     return obj.encode("latin1")
 
 
+class _Refused(Exception):
+    """Raised while unpickling by the numpy wrappers below; unpickle() names the file."""
+
+
+class _NdarrayName:
+    """Stands for numpy.ndarray, which numpy's pickles name only as _reconstruct's class;
+    called, it would wrap file bytes as any dtype, objects included."""
+
+    def __call__(self, *args):
+        raise _Refused("it calls numpy.ndarray")
+
+
+_NDARRAY = _NdarrayName()
+
+
+def _plain_dtype(dt):
+    """dt as a numpy dtype, if numpy itself would build it so from its name: numbers, text
+    or Python objects, no fields.  A pickle sets a dtype's state (flags, sizes) by hand, and
+    a forged one (an object dtype whose flags hide its objects, or the reverse) makes numpy
+    take bytes from the file for pointers."""
+    if not isinstance(dt, np.dtype):
+        dt = np.dtype(dt)
+    try:
+        fresh = np.dtype(dt.str)
+    except TypeError:  # a forged size: '|S-1'
+        fresh = None
+    if (fresh is not None and dt.kind in "biufcSUO" and dt.fields is None and dt.subdtype is None
+            and dt.type is fresh.type and dt.itemsize == fresh.itemsize
+            and dt.alignment == fresh.alignment and dt.flags == fresh.flags):
+        return dt
+    raise _Refused("it builds a numpy dtype (%s, flags %d) other than numpy's own for numbers, "
+                   "text or objects" % (dt.str, dt.flags))
+
+
 def _build_allowed():
     reconstruct = _numpy_attr(("numpy._core.multiarray", "_reconstruct"),
                               ("numpy.core.multiarray", "_reconstruct"))
     scalar = _numpy_attr(("numpy._core.multiarray", "scalar"), ("numpy.core.multiarray", "scalar"))
     frombuffer = _numpy_attr(("numpy._core.numeric", "_frombuffer"),
                              ("numpy.core.numeric", "_frombuffer"))
+
+    # numpy's own pickles call these with what they need; anything else is refused
+    def checked_reconstruct(cls, shape, typecode):
+        if cls is not _NDARRAY or any(int(n) != 0 for n in shape[:1]):
+            raise _Refused("it rebuilds an array other than numpy's way")
+        return reconstruct(np.ndarray, shape, _plain_dtype(typecode))
+
+    def checked_scalar(dtype, *data):
+        return scalar(_plain_dtype(dtype), *data)
+
+    def checked_frombuffer(buf, dtype, shape, order):
+        return frombuffer(buf, _plain_dtype(dtype), shape, order)
+
+    def checked_dtype(obj, align=False, copy=False):
+        return _plain_dtype(np.dtype(obj, align, copy))
+
+    def no_size(ctor):
+        def build(*args):
+            if args and isinstance(args[0], int):  # bytes(n): n zero bytes the file never held
+                raise _Refused("it asks for %s(%d)" % (ctor.__name__, args[0]))
+            return ctor(*args)
+        return build
+
     allowed = {
-        ("numpy", "ndarray"): np.ndarray,
-        ("numpy", "dtype"): np.dtype,
+        ("numpy", "ndarray"): _NDARRAY,
+        ("numpy", "dtype"): checked_dtype,
         ("collections", "OrderedDict"): collections.OrderedDict,
         ("ordereddict", "OrderedDict"): collections.OrderedDict,  # cc's own backport module
         ("copy_reg", "_reconstructor"): _safe_reconstructor,
@@ -155,14 +212,14 @@ def _build_allowed():
     }
     for mod in ("numpy.core.multiarray", "numpy._core.multiarray",
                 "numpy.core._multiarray_umath", "numpy._core._multiarray_umath"):
-        allowed[(mod, "_reconstruct")] = reconstruct
-        allowed[(mod, "scalar")] = scalar
+        allowed[(mod, "_reconstruct")] = checked_reconstruct
+        allowed[(mod, "scalar")] = checked_scalar
     for mod in ("numpy.core.numeric", "numpy._core.numeric"):
-        allowed[(mod, "_frombuffer")] = frombuffer
+        allowed[(mod, "_frombuffer")] = checked_frombuffer
     for mod in ("builtins", "__builtin__"):
         for name, obj in (("set", set), ("frozenset", frozenset), ("complex", complex),
-                          ("bytearray", bytearray), ("slice", slice), ("object", object),
-                          ("bytes", bytes)):  # protocol 2 from Python 3 spells b'' as bytes()
+                          ("bytearray", no_size(bytearray)), ("slice", slice), ("object", object),
+                          ("bytes", no_size(bytes))):  # protocol 2 from Python 3 spells b'' as bytes()
             allowed[(mod, name)] = obj
     return allowed
 
@@ -180,7 +237,10 @@ def register_pickle_class(module, name, obj):
     _REGISTERED[(module, name)] = obj
 
 
-class _RestrictedUnpickler(_pickle.Unpickler):
+class _RestrictedUnpickler(_pickle._Unpickler):
+    """The Python unpickler (not the C one), so that BUILD, which sets a dtype's or an
+    array's state from the file, can be checked before numpy uses the result."""
+
     def __init__(self, fileobj, filename, extra):
         super().__init__(fileobj, encoding="latin1")
         self._filename = filename
@@ -197,6 +257,19 @@ class _RestrictedUnpickler(_pickle.Unpickler):
     def persistent_load(self, pid):
         raise UnsafePickleError("refusing to load '%s': it uses a persistent id, which only "
                                 "its writer could resolve" % self._filename)
+
+    def load_build(self):
+        inst, state = self.stack[-2], self.stack[-1]
+        if isinstance(inst, np.ndarray) and isinstance(state, tuple):
+            for part in state:
+                if isinstance(part, np.dtype):
+                    _plain_dtype(part)
+        super().load_build()
+        if isinstance(inst, np.dtype):
+            _plain_dtype(inst)
+
+    dispatch = dict(_pickle._Unpickler.dispatch)
+    dispatch[_pickle.BUILD[0]] = load_build
 
 
 _GZIP_MAGIC = b"\x1f\x8b"
@@ -244,13 +317,15 @@ def unpickle(filename, extra_classes=None):
             return _RestrictedUnpickler(stream, filename, extra_classes).load()
     except UnpickleError:
         raise
+    except _Refused as e:
+        raise UnsafePickleError("refusing to load '%s': %s" % (filename, e)) from None
     except EOFError:
         raise UnpickleError("cannot load '%s': the file is truncated" % filename) from None
     except MemoryError:
         raise UnpickleError("cannot load '%s': not enough memory" % filename) from None
     except Exception as e:  # any other failure means the bytes are not a valid pickle
         reason = str(e).splitlines()[0] if str(e) else type(e).__name__
-        if "truncated" in reason or "ran out of input" in reason.lower():
+        if any(w in reason.lower() for w in ("truncated", "ran out of input", "exhausted")):
             raise UnpickleError("cannot load '%s': the file is truncated" % filename) from None
         raise UnpickleError("cannot load '%s': the file is corrupt or not a pickle (%s: %s)"
                             % (filename, type(e).__name__, reason)) from None

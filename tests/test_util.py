@@ -163,13 +163,17 @@ def test_reads_gzip_and_foreign_zip(tmp_path):
 def test_numpy_pickles_of_every_protocol(tmp_path, protocol):
     obj = {"f": np.arange(6, dtype=np.float32).reshape(2, 3), "fo": np.ones((2, 3), order="F"),
            "s": np.float64(2.5), "i": np.int64(7), "dt": np.dtype("f4"), "b": b"", "c": 1 + 2j,
-           "fs": frozenset([1]), "ba": bytearray(b"xy")}
+           "fs": frozenset([1]), "ba": bytearray(b"xy"),
+           "kinds": [np.zeros(2, t) for t in ("?", "i1", "u2", "c8", "S3", "U2")],
+           "o": np.array([{"a": 1}, None, "x"], dtype=object)}
     (tmp_path / "p").write_bytes(std_pickle.dumps(obj, protocol=protocol))
     back = unpickle(tmp_path / "p")
     np.testing.assert_array_equal(back["f"], obj["f"])
     np.testing.assert_array_equal(back["fo"], obj["fo"])
     assert back["s"] == 2.5 and back["i"] == 7 and back["dt"] == np.dtype("f4")
     assert back["b"] == b"" and back["c"] == 1 + 2j and back["fs"] == {1} and back["ba"] == b"xy"
+    assert [a.dtype for a in back["kinds"]] == [a.dtype for a in obj["kinds"]]
+    assert list(back["o"]) == [{"a": 1}, None, "x"]
 
 
 def test_python2_pickle_with_numpy_and_latin1_strings(tmp_path):
@@ -262,6 +266,59 @@ def test_hostile_pickle_is_refused_and_runs_nothing(tmp_path):
     with pytest.raises(UnsafePickleError, match="builtins.eval"):
         unpickle(tmp_path / "eval.pkl")
     assert not target.exists()
+
+
+def _py2_dtype(code, flags, elsize=-1, order="|"):
+    """numpy.dtype(code) whose pickled state gives it these flags and size (numpy wrote
+    flags 0 and, for text, its size)."""
+    return (_global("numpy", "dtype") + _s(code) + _int(0) + _int(1) + b"\x87R"
+            + b"(" + _int(3) + _s(order) + b"NNN" + _int(elsize) + _int(1) + _int(flags) + b"tb")
+
+
+def _py2_array_of(dtype, raw, shape=(0,)):
+    return (_global("numpy.core.multiarray", "_reconstruct") + _global("numpy", "ndarray")
+            + b"(" + b"".join(_int(d) for d in shape) + b"t" + _s(b"b") + b"\x87R"
+            + b"(" + _int(1) + b"(" + _int(1) + b"t" + dtype + b"\x89" + _s(raw) + b"tb")
+
+
+FORGED = {
+    # an object dtype whose flags say it holds none: numpy would take 8 file bytes for a pointer
+    "object scalar": _global("numpy.core.multiarray", "scalar") + _py2_dtype("O8", 0) + _s(b"A" * 8) + b"\x86R",
+    "object array": _py2_array_of(_py2_dtype("O8", 0), b"A" * 8),
+    # the reverse: bytes whose flags say they are objects
+    "text claiming objects": _py2_array_of(_py2_dtype("S8", 63, elsize=8), b"A" * 8),
+    "text of size -1": _py2_array_of(_py2_dtype("S8", 0), b"A" * 8),
+    # numpy.ndarray is only a class for _reconstruct: called, it would wrap a buffer as objects
+    "ndarray on a buffer": _global("numpy", "ndarray") + _int(1) + b"\x85" + _py2_dtype("O8", 63)
+                           + _s(b"A" * 8) + b"\x87R",
+    "array of 8 GB": _py2_array_of(_py2_dtype("f8", 0), b"", shape=(2 ** 30,)),
+    "bytearray of 3 GB": _global("__builtin__", "bytearray") + b"\x8a\x05" + (3 * 10 ** 9).to_bytes(5, "little") + b"\x85R",
+}
+
+
+def test_forged_numpy_state_is_refused(tmp_path):
+    """Pickles that use only allowed globals but forge numpy's state or ask for memory the
+    file never held: each is refused in one line; loaded in a child, so that a regression
+    shows as a failed test instead of a crashed test run."""
+    for name, body in FORGED.items():
+        (tmp_path / name.replace(" ", "_")).write_bytes(_py2_pickle(body))
+    script = ("import os, sys\nfrom cudaconvnet.util import unpickle, UnpickleError\n"
+              "for f in sorted(os.listdir(sys.argv[1])):\n"
+              "    try:\n        unpickle(os.path.join(sys.argv[1], f)); print(f, 'LOADED')\n"
+              "    except UnpickleError as e:\n        print(f, type(e).__name__, e)\n")
+    env = dict(os.environ, PYTHONPATH=REPO)
+    res = subprocess.run([sys.executable, "-c", script, str(tmp_path)], capture_output=True, text=True,
+                         env=env, timeout=120)
+    assert res.returncode == 0, res.stderr[-2000:]
+    lines = res.stdout.splitlines()
+    assert len(lines) == len(FORGED), res.stdout
+    for line in lines:
+        assert "LOADED" not in line and str(tmp_path) in line, line
+    refused = {l.split()[0]: l for l in lines}
+    for name in ("object_scalar", "object_array", "text_claiming_objects", "text_of_size_-1"):
+        assert "UnsafePickleError" in refused[name] and "dtype" in refused[name]
+    for name in ("ndarray_on_a_buffer", "array_of_8_GB", "bytearray_of_3_GB"):
+        assert "UnsafePickleError" in refused[name]
 
 
 def test_reconstructor_with_foreign_base_is_refused(tmp_path):
