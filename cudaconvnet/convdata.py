@@ -121,7 +121,7 @@ class _CIFARBase(LabeledMemoryDataProvider):
         # CIFAR is 3 colours; batches.meta may say otherwise (e.g. the 1-colour digits demo)
         self.num_colors = int(self.batch_meta.get("num_colors", 3))
         self.img_size = _img_size(self.get_raw_dims(), self.num_colors)
-        self.raw_data_mean = self._load_mean()
+        self.raw_data_mean = self._load_mean(dp_params.get("train_batch_range"))
 
     def get_raw_dims(self):
         return int(self.batch_meta.get("num_vis", 3072))
@@ -132,13 +132,12 @@ class _CIFARBase(LabeledMemoryDataProvider):
             raise DataProviderException("'%s' is not a batch: expected a dict with 'data' and "
                                         "'labels'" % path)
         data = _to_cases_last(dic["data"], self.get_raw_dims(), path)
-        labels = np.asarray(dic["labels"], dtype=np.single).reshape(1, -1)
-        if labels.shape[1] != data.shape[1]:
-            raise DataProviderException("'%s' has %d labels for %d cases"
-                                        % (path, labels.shape[1], data.shape[1]))
+        # 2012 needed label_names only for a logreg layer; without them the range goes unchecked
+        num_classes = self.get_num_classes() if "label_names" in self.batch_meta else None
+        labels = _labels_row(dic["labels"], data.shape[1], "'%s'" % path, num_classes)
         return {"data": data, "labels": np.require(labels, requirements="C")}
 
-    def _load_mean(self):
+    def _load_mean(self, train_batches=None):
         dims = self.get_raw_dims()
         if "data_mean" in self.batch_meta:
             mean = np.asarray(self.batch_meta["data_mean"])
@@ -147,10 +146,12 @@ class _CIFARBase(LabeledMemoryDataProvider):
                                             % (os.path.join(self.data_dir, "batches.meta"),
                                                mean.size, dims))
             return mean.reshape(dims, 1)
-        # The official CIFAR-10 python archive has no mean: use that of every
-        # data_batch_<n> in the folder (the training batches), the same for train and test.
+        # The official CIFAR-10 python archive has no mean: use that of the training batches
+        # (--train-range; without one, every data_batch_<n>), the same for train and test.
         total, count = np.zeros((dims, 1)), 0
         for b in DataProvider.get_batch_nums(self.data_dir):
+            if train_batches is not None and b not in train_batches:
+                continue
             d = self.data_dic[b]["data"] if b in self.data_dic else \
                 self.convert_batch(self.get_batch(b), b)["data"]
             total += d.sum(axis=1, keepdims=True, dtype=np.float64)
@@ -286,17 +287,23 @@ class DummyConvNetDataProvider(LabeledDummyDataProvider):
 # ImageNet (CHM AlexNet 2012 convdata.py)
 # ---------------------------------------------------------------------------------------
 
-def _labels_row(labels, n, where, num_classes):
-    """Labels as a (1, n) float32 row, checked against the number of classes."""
+def _labels_row(labels, n, where, num_classes=None):
+    """Labels as a (1, n) float32 row of class numbers, checked against the number of
+    classes when there is one."""
     try:
         lab = np.asarray(labels, dtype=np.single).reshape(1, -1)
     except (TypeError, ValueError):
         raise DataProviderException("%s: 'labels' are not numbers" % where) from None
     if lab.shape[1] != n:
         raise DataProviderException("%s has %d labels for %d cases" % (where, lab.shape[1], n))
-    if n and (lab.min() < 0 or lab.max() >= num_classes):
-        raise DataProviderException("%s: labels run %d..%d but batches.meta has %d label_names"
-                                    % (where, lab.min(), lab.max(), num_classes))
+    if num_classes is None:
+        bad = np.flatnonzero(~np.isfinite(lab))
+        what = "is not a finite number"
+    else:
+        bad = np.flatnonzero(~((lab >= 0) & (lab < num_classes) & (lab == np.floor(lab))))
+        what = "is not a class number 0..%d (batches.meta has %d label_names)" % (num_classes - 1, num_classes)
+    if bad.size:
+        raise DataProviderException("%s: label %g of case %d %s" % (where, lab[0, bad[0]], bad[0], what))
     return lab
 
 

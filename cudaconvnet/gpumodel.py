@@ -108,6 +108,7 @@ class IGPUModel:
 
     def init_data_providers(self):
         self.dp_params["convnet"] = self
+        self.dp_params["train_batch_range"] = self.opt("train_batch_range")  # the CIFAR mean's batches
         try:
             self.test_data_provider = DataProvider.get_instance(self.opt("data_path"), self.opt("test_batch_range"),
                                                                 type=self.opt("dp_type"), dp_params=self.dp_params,

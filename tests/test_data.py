@@ -293,6 +293,30 @@ def test_cifar_bytes_keys_and_missing_mean(tmp_path):
     np.testing.assert_allclose(x, imgs[1].T - mean, rtol=0, atol=1e-4)
 
 
+def test_cifar_missing_mean_is_the_training_batches(tmp_path):
+    """Without a data_mean, the mean is that of --train-range's batches, for the test
+    provider too: a test batch linked as data_batch_3 stays out of it."""
+    imgs = {1: np.full((3072, 2), 10, np.uint8), 2: np.full((3072, 2), 20, np.uint8),
+            3: np.full((3072, 2), 255, np.uint8)}
+    d = write_batches(tmp_path / "m", {b: {"data": x, "labels": [0, 1]} for b, x in imgs.items()},
+                      {"label_names": ["a", "b"], "num_vis": 3072})
+    dp = DataProvider.get_instance(d, [3], type="cifar", test=True, dp_params={"train_batch_range": [1, 2]})
+    np.testing.assert_array_equal(dp.get_next_batch()[2][0], np.full((3072, 2), 240, np.float32))
+
+
+@pytest.mark.parametrize("labels,why", [([1, 10], "label 10 of case 1 is not a class number 0..9"),
+                                         ([-1, 0], "label -1 of case 0"), ([0.5, 1], "label 0.5 of case 0"),
+                                         ([0, float("nan")], "label nan of case 1")])
+def test_cifar_labels_must_be_class_numbers(tmp_path, labels, why):
+    """Labels 1..10 (a common slip) and the like are refused naming the file, as the
+    ImageNet providers did; 2012 let the logreg kernel read past its probabilities."""
+    d = write_batches(tmp_path / "l", {1: {"data": np.zeros((3072, 2), np.uint8), "labels": labels}},
+                      {"label_names": ["c%d" % i for i in range(10)], "num_vis": 3072, "data_mean": np.zeros(3072)})
+    with pytest.raises(DataProviderException) as ei:
+        DataProvider.get_instance(d, [1], type="cifar")
+    assert why in str(ei.value) and os.path.join(d, "data_batch_1") in str(ei.value)
+
+
 def test_official_cifar_test_batch_hint(tmp_path):
     cc, official, *_ = cifar_dirs(tmp_path)
     pickle(os.path.join(official, "test_batch"), {"data": np.zeros((1, 3072), np.uint8), "labels": [0]})
