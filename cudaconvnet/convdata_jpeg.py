@@ -44,7 +44,7 @@ def decode_jpeg(s, size, out, no_crop=False, fill=0.0):
         out[...] = arr
     elif no_crop and h <= size and w <= size:
         oy, ox = (size - h) // 2, (size - w) // 2
-        out[...] = np.uint8(np.clip(round(float(fill)), 0, 255))
+        out[...] = np.uint8(np.clip(float(fill), 0, 255))  # truncated, as CHM's uint8 assignment
         out[oy:oy + h, ox:ox + w] = arr
     else:
         raise DataProviderException("image is %dx%d, expected %dx%d (make batches with "
@@ -56,7 +56,7 @@ def unpack_jpeg_batch(obj, path):
     """(list of JPEG byte strings, list of int labels) from either batch format.
 
     CHM's batches were tuples (strings, orig_sizes, labels) with each label a pair whose
-    second item is the class (None in the unlabelled 2012 test set: class 0, as CHM did).
+    second item is the class (None in the unlabelled 2012 test set: kept as None).
     cuda-convnet2's make-data and ours write {'data': [bytes, ...], 'labels': [...]}, a
     label being an int or a one-item list.
     """
@@ -73,7 +73,7 @@ def unpack_jpeg_batch(obj, path):
             labels.append(int(l))
     elif isinstance(obj, (tuple, list)) and len(obj) == 3:
         strings, _sizes, raw = obj
-        labels = [0 if l[1] is None else int(l[1]) for l in raw]
+        labels = [None if l[1] is None else int(l[1]) for l in raw]
     else:
         raise DataProviderException("'%s' is not a JPEG batch: expected {'data', 'labels'} or "
                                     "(strings, sizes, labels)" % path)
@@ -119,7 +119,11 @@ class JPEGCroppedImageNetLogRegDP(_CroppedImageNetBase):
         path = self.get_data_file_name(batchnum)
         strings, labels = unpack_jpeg_batch(obj, path)
         n, s, i = len(strings), self.img_size, self.inner_size
-        labels = self.get_labels({"labels": [l + self.label_offset for l in labels]}, n, path)
+        if n == 0:
+            raise DataProviderException("'%s' holds no images" % path)
+        # an unlabelled image is class 0, without the offset (CHM)
+        labels = self.get_labels({"labels": [0 if l is None else l + self.label_offset for l in labels]},
+                                 n, path)
         crops, noise = self.draw(n)
         cropped = np.empty((3 * i * i, n * self.data_mult), dtype=np.single)
         out = cropped.reshape(3, i, i, n * self.data_mult)
@@ -142,6 +146,8 @@ class JPEGCroppedImageNetLogRegDP(_CroppedImageNetBase):
 
         self.run_chunks(n, work)
         labels = np.tile(labels, (1, self.data_mult))
+        if not ok.any():
+            raise DataProviderException("'%s': none of its %d images is a readable JPEG" % (path, n))
         if not ok.all():
             # CHM dropped unreadable images from the batch; drop every view of them.
             self.decode_failures[batchnum] = int((~ok).sum())

@@ -11,7 +11,7 @@ PIL = pytest.importorskip("PIL")
 from PIL import Image  # noqa: E402
 
 from cudaconvnet.convdata import CroppedImageNetLogRegDP, ImageNetLogRegDP  # noqa: E402
-from cudaconvnet.convdata_jpeg import JPEGCroppedImageNetLogRegDP  # noqa: E402
+from cudaconvnet.convdata_jpeg import JPEGCroppedImageNetLogRegDP, decode_jpeg  # noqa: E402
 from cudaconvnet.data import DataProvider, DataProviderException  # noqa: E402
 from cudaconvnet.util import pickle  # noqa: E402
 
@@ -244,12 +244,27 @@ def test_chm_tuple_batches_label_offset_and_bad_images(tmp_path):
     dp = DataProvider.get_instance(str(d), [1], type="inet-lr-cropped-jpeg",
                                    dp_params={"crop_border": B}, test=True)
     x, y = dp.get_next_batch()[2]
-    # unreadable images are dropped with their labels (as 2012 did); None counts as class 0
-    assert x.shape == (3 * I * I, 4) and y.ravel().tolist() == [1, 2, 1, 1]
+    # unreadable images are dropped with their labels (as 2012 did); None is class 0, to
+    # which CHM did not add label_offset
+    assert x.shape == (3 * I * I, 4) and y.ravel().tolist() == [1, 2, 0, 1]
     assert dp.decode_failures == {1: 2}
     pix = decoded([strings[k] for k in (0, 1, 3, 5)])
     np.testing.assert_allclose(x, as_batch(hand_crops(pix, meta["data_mean"], [(0, 4, B, B, False)])),
                                atol=1e-4)
+
+
+def test_no_crop_canvas():
+    """With no_crop, a smaller image is centred on a canvas of the scalar mean, which CHM
+    assigned to a uint8 array: 127.7 fills as 127, not 128."""
+    small = jpeg_bytes(np.random.default_rng(2).integers(0, 256, (4, 6, 3), dtype=np.uint8))
+    out = np.zeros((8, 8, 3), np.uint8)
+    assert decode_jpeg(small, 8, out, no_crop=True, fill=127.7)
+    inner = np.asarray(Image.open(io.BytesIO(small)).convert("RGB"))
+    np.testing.assert_array_equal(out[2:6, 1:7], inner)
+    out[2:6, 1:7] = 127
+    assert (out == 127).all()
+    with pytest.raises(DataProviderException, match="expected 8x8"):
+        decode_jpeg(small, 8, out)
 
 
 def test_scalar_mean(jpeg_dir):
@@ -288,6 +303,12 @@ def test_errors(tmp_path, jpeg_dir):
     with pytest.raises(DataProviderException, match="color_pca"):
         DataProvider.get_instance(d, [1], type="inet-lr-cropped-jpeg",
                                   dp_params={"crop_border": B, "color_noise": 0.1})
+    # a batch of no images, or of none readable
+    for k, strings in ((6, []), (7, [b"not a jpeg", b"\xff\xd8 truncated"])):
+        pickle(os.path.join(d, "data_batch_%d" % k), {"data": strings, "labels": [0] * len(strings)})
+        dp = DataProvider.get_instance(d, [k], type="inet-lr-cropped-jpeg", dp_params={"crop_border": B})
+        with pytest.raises(DataProviderException, match="data_batch_%d.* (no images|none of its 2)" % k):
+            dp.get_next_batch()
     # a border too big for the images
     with pytest.raises(DataProviderException, match="crop_border"):
         DataProvider.get_instance(d, [1], type="inet-lr-cropped-jpeg", dp_params={"crop_border": 8})
