@@ -62,7 +62,7 @@ class ConvNet(IGPUModel):
             else:
                 ms["layers"] = lay.LayerParser.parse_layers(self.opt("layer_def"), self.opt("layer_params"), self,
                                                             dialect=dialect)
-        except lay.LayerParsingError as e:
+        except (lay.LayerParsingError, DataProviderException) as e:  # a logreg layer asks the data's classes
             raise StopTraining(str(e))
         layers = ms["layers"]
         self.layers_dic = layers if isinstance(layers, dict) else {l["name"]: l for l in layers}

@@ -26,6 +26,17 @@ class DataProviderException(Exception):
     """Bad data directory, batch file or provider name; the message is one line."""
 
 
+# what a value of the wrong kind in batches.meta or a batch raises deep inside a provider
+_BAD_VALUE_ERRORS = (TypeError, ValueError, KeyError, IndexError, AttributeError, ZeroDivisionError)
+
+
+def _bad_value(where, e):
+    """The one-line error for a value no check foresaw: where it was, and what failed."""
+    reason = str(e).splitlines()[0] if str(e) else ""
+    return DataProviderException("%s holds a value this provider cannot use (%s%s)"
+                                 % (where, type(e).__name__, ": " + reason if reason else ""))
+
+
 def _str_keys(obj):
     # A dict re-pickled after loading a Python 2 file with encoding='bytes' has b'data' keys;
     # providers look up 'data', so give top-level keys back as str.
@@ -164,7 +175,10 @@ class DataProvider:
                 self._rng_states[(epoch, batchnum)] = rng.get_state()
                 while len(self._rng_states) > 4:
                     del self._rng_states[next(iter(self._rng_states))]
-        return self.prepare_batch(self.load_batch(batchnum), epoch, batchnum)
+        try:
+            return self.prepare_batch(self.load_batch(batchnum), epoch, batchnum)
+        except _BAD_VALUE_ERRORS as e:
+            raise _bad_value("'%s'" % self.get_data_file_name(batchnum), e) from None
 
     def rng_state_before(self, epoch, batchnum):
         """The random generator's state before batch (epoch, batchnum) was prepared, or
@@ -361,7 +375,10 @@ class DataProvider:
             dp.dp_params = dp_params
             return dp
         if type in dp_types:
-            return dp_classes[type](data_dir, batch_range, init_epoch, init_batchnum, dp_params, test)
+            try:
+                return dp_classes[type](data_dir, batch_range, init_epoch, init_batchnum, dp_params, test)
+            except _BAD_VALUE_ERRORS as e:
+                raise _bad_value("'%s' (batches.meta or a batch)" % data_dir, e) from None
         raise DataProviderException("No such data provider: %s (known: %s)"
                                     % (type, ", ".join(sorted(dp_types))))
 
@@ -405,7 +422,11 @@ class LabeledDataProvider(DataProvider):
         if "label_names" not in self.batch_meta:
             raise DataProviderException("'%s' has no 'label_names'"
                                         % os.path.join(self.data_dir, BATCH_META_FILE))
-        return len(self.batch_meta["label_names"])
+        names = self.batch_meta["label_names"]
+        if not isinstance(names, (list, tuple, np.ndarray)) or np.ndim(names) != 1:
+            raise DataProviderException("'%s': label_names is a %s, not a list of names"
+                                        % (os.path.join(self.data_dir, BATCH_META_FILE), type(names).__name__))
+        return len(names)
 
 
 class LabeledMemoryDataProvider(LabeledDataProvider, MemoryDataProvider):

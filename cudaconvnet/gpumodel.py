@@ -379,6 +379,8 @@ def run_main(main):
         status = main()
     except StopTraining as e:
         if e.message:
+            if Py2Print.line_open:  # after "1.2...", the error gets a line of its own
+                print(flush=True)
             print(e.message, file=sys.stderr if e.status else sys.stdout)
         status = e.status
     except KeyboardInterrupt:

@@ -9,6 +9,10 @@ import sys
 
 
 class Py2Print:
+    # whether some printer left a line on the terminal unfinished ("1.2..."), so that an
+    # error printed to stderr may start a line of its own
+    line_open = False
+
     def __init__(self, stream=None):
         self._stream = stream
         self.softspace = False
@@ -28,15 +32,18 @@ class Py2Print:
         if not comma:
             self.stream.write("\n")
             self.softspace = False
+        Py2Print.line_open = comma
         self.stream.flush()
 
     def write(self, s):
         """A plain write (sys.stdout.write), which cancels a pending space as in Python 2."""
         self.stream.write(s)
         self.softspace = False
+        Py2Print.line_open = not s.endswith("\n")
 
     def raw(self, line):
         """A line printed by the 2012 C++ module (printf, cout) into the same stdout: no space
         before it, whatever Python printed last, and Python's pending space stays pending."""
         self.stream.write(line + "\n")
+        Py2Print.line_open = False
         self.stream.flush()

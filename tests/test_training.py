@@ -17,6 +17,7 @@ import os
 import pickle as std_pickle
 import random
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -28,7 +29,7 @@ import numpy as np
 import pytest
 
 from cudaconvnet import convnet
-from cudaconvnet.gpumodel import CHECKPOINT_RE, IGPUModel, StopTraining
+from cudaconvnet.gpumodel import CHECKPOINT_RE, IGPUModel, StopTraining, run_main
 from cudaconvnet.util import UnpickleError, pickle, unpickle
 
 load = IGPUModel.load_checkpoint  # a checkpoint file or folder (unpickle: other files)
@@ -829,6 +830,47 @@ def test_missing_data_path_is_one_line(tmp_path, trained):
     missing = str(tmp_path / "no-data-here")
     args = base_args(missing, str(tmp_path / "s"), trained["def"], trained["params"], epochs=1)
     assert_one_line_error(cli(*args), missing)
+
+
+@pytest.mark.parametrize("meta_change,words", [
+    ({"label_names": None}, ["batches.meta' has no 'label_names'"]),   # asked for by the logreg layer
+    ({"label_names": 4}, ["label_names is a int"]),
+    ({"num_colors": 0}, ["batches.meta or a batch", "ZeroDivisionError"]),
+    ({"num_colors": "three"}, ["batches.meta or a batch", "ValueError"]),
+])
+def test_bad_meta_values_are_one_line(tmp_path, trained, meta_change, words):
+    """Values of the wrong kind in batches.meta: one line naming the file, no traceback."""
+    data = str(tmp_path / "data")
+    shutil.copytree(trained["data"], data)
+    meta = unpickle(os.path.join(data, "batches.meta"))
+    for k, v in meta_change.items():
+        if v is None:
+            del meta[k]
+        else:
+            meta[k] = v
+    pickle(os.path.join(data, "batches.meta"), meta)
+    args = base_args(data, str(tmp_path / "s"), trained["def"], trained["params"], epochs=1)
+    assert_one_line_error(cli(*args), data, *words)
+
+
+def test_error_after_a_progress_line_starts_its_own_line(capsys):
+    """'1.2...' waits on stdout for the batch's costs; an error then starts a new line."""
+    from cudaconvnet.printer import Py2Print
+
+    def main():
+        Py2Print()("1.2...", comma=True)
+        raise StopTraining("'data_batch_2' holds no images")
+    with pytest.raises(SystemExit) as ei:
+        run_main(main)
+    out, err = capsys.readouterr()
+    assert ei.value.code == 1 and out == "1.2...\n" and err == "'data_batch_2' holds no images\n"
+
+    def after_a_whole_line():
+        Py2Print()("1.2... logprob: 0.5")
+        raise StopTraining("stopped")
+    with pytest.raises(SystemExit):
+        run_main(after_a_whole_line)
+    assert capsys.readouterr() == ("1.2... logprob: 0.5\n", "stopped\n")
 
 
 # ---------------------------------------------------------------------------------------
