@@ -27,6 +27,7 @@ NL = os.linesep
 
 class ConvNet(IGPUModel):
     def __init__(self, op, load_dic, dp_params=None, out=None):
+        check_option_values(op)
         dp_params = {} if dp_params is None else dp_params
         for v in ("multiview_test", "crop_border", "color_noise", "pca_noise", "scalar_mean", "minibatch_size"):
             dp_params[v] = op.get_value(v)
@@ -412,6 +413,19 @@ def _py2_order(costs):
 
 def _py2_repr(costs):
     return "{" + ", ".join("%r: %r" % (k, costs[k]) for k in _py2_order(costs)) + "}"
+
+
+def check_option_values(op):
+    """Values the 2012 parser took and its loop could not use (a zero --test-freq divided by
+    zero; a negative --wupdate-freq trained uphill): one line naming the option."""
+    for name in ("minibatch_size", "testing_freq", "wupdate_freq"):
+        o = op.options.get(name)
+        if o is not None and o.value < 1:
+            raise StopTraining("Option %s (%s) must be at least 1, not %d" % (o.prefixed_letter, o.desc, o.value))
+    o = op.options.get("dialect")
+    if o is not None and o.value not in lay.DIALECTS + ("auto",):
+        raise StopTraining("Option %s (%s) must be %s or auto, not '%s'"
+                           % (o.prefixed_letter, o.desc, ", ".join(lay.DIALECTS), o.value))
 
 
 def main(argv=None):

@@ -56,12 +56,17 @@ def run_demo(argv):
                     help="the CUDA engine's conv kernels: 2012, gemm, winograd or implicit")
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args(argv)
+    if args.epochs < 1:
+        raise StopTraining("--epochs must be at least 1 for the demo, not %d" % args.epochs)
 
     layer_def, layer_params = LAYERS_CFG / "layers-digits.cfg", LAYERS_CFG / "layer-params-digits.cfg"
     if not layer_def.exists():
         raise StopTraining("the demo needs %s (run it from a checkout of the project)" % layer_def)
     batches = os.path.join(args.out, "digits-batches")
-    ntrain, ntest = make_digit_batches(batches, seed=args.seed)
+    try:
+        ntrain, ntest = make_digit_batches(batches, seed=args.seed)
+    except OSError as e:
+        raise StopTraining("cannot write the demo's batches to '%s': %s" % (batches, e.strerror or e))
     print("Wrote handwritten-digit batches to %s: %d training digits in batches 1-%d, %d test digits in batch %d"
           % (batches, ntrain, TRAIN_BATCHES, ntest, TEST_BATCH))
 

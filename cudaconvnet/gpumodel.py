@@ -139,6 +139,7 @@ class IGPUModel:
         p("Current time: %s" % asctime(localtime()))
         p("Saving checkpoints to %s" % os.path.join(self.save_path, self.save_file))
         p("=========================")
+        self.check_save_folder()
         next_data = self.get_next_batch()
         # As in 2012, the loop tests the epoch of the batch just trained, so the first
         # batch of epoch num_epochs + 1 is trained too before it stops.
@@ -159,6 +160,18 @@ class IGPUModel:
                 self.print_test_status()
                 self.conditional_save()
             self.print_train_time(time() - compute_time_py)
+
+    def check_save_folder(self):
+        """Before training, not at the first checkpoint (hours later on ImageNet): the
+        checkpoint folder must be one this user can make or write to. Nothing is created."""
+        folder = os.path.abspath(os.path.join(self.save_path, self.save_file))
+        existing = folder
+        while not os.path.exists(existing):
+            existing = os.path.dirname(existing)
+        if not os.path.isdir(existing):
+            raise StopTraining("cannot save checkpoints in '%s': '%s' is not a folder" % (folder, existing))
+        if not os.access(existing, os.W_OK | os.X_OK):
+            raise StopTraining("cannot save checkpoints in '%s': '%s' is not writable" % (folder, existing))
 
     def device_description(self):
         return "CUDA device(s) %s" % ", ".join("%d" % d for d in self.opt("gpu"))
@@ -264,8 +277,12 @@ class IGPUModel:
         dic = {"model_state": self.model_state, "op": self.op}
         checkpoint_dir = os.path.join(self.save_path, self.save_file)
         checkpoint_file = "%d.%d" % (self.epoch, self.batchnum)
-        os.makedirs(checkpoint_dir, exist_ok=True)
-        pickle(os.path.join(checkpoint_dir, checkpoint_file), dic, compress=bool(self.opt("zip_save")))
+        try:
+            os.makedirs(checkpoint_dir, exist_ok=True)
+            pickle(os.path.join(checkpoint_dir, checkpoint_file), dic, compress=bool(self.opt("zip_save")))
+        except OSError as e:  # a full disk; the previous checkpoint is still whole (atomic writes)
+            raise StopTraining("cannot save checkpoint %s in '%s': %s"
+                               % (checkpoint_file, checkpoint_dir, e.strerror or e)) from None
         self.prune_checkpoints(checkpoint_dir, checkpoint_file)
 
     def prune_checkpoints(self, checkpoint_dir, checkpoint_file):

@@ -853,6 +853,42 @@ def test_bad_meta_values_are_one_line(tmp_path, trained, meta_change, words):
     assert_one_line_error(cli(*args), data, *words)
 
 
+@pytest.mark.parametrize("arg,words", [("--mini=0", "--mini (Minibatch size) must be at least 1, not 0"),
+                                       ("--test-freq=0", "--test-freq (Testing frequency) must be at least 1"),
+                                       ("--wupdate-freq=-1", "must be at least 1, not -1"),
+                                       ("--dialect=alexnett", "must be cuda-convnet, alexnet or auto, not 'alexnett'")])
+def test_unusable_option_values_are_one_line(tmp_path, trained, arg, words):
+    """2012 took these and then divided by zero, looped over nothing or (a negative
+    --wupdate-freq) trained uphill; a misspelt --dialect fell back to detection."""
+    args = base_args(trained["data"], str(tmp_path / "s"), trained["def"], trained["params"], epochs=1)
+    proc = cli(*args, arg)
+    assert_one_line_error(proc, words)
+    assert "1.1..." not in proc.stdout
+
+
+def test_unwritable_save_path_stops_before_training(tmp_path, trained):
+    (tmp_path / "a-file").write_text("")
+    args = base_args(trained["data"], str(tmp_path / "a-file" / "s"), trained["def"], trained["params"], epochs=1)
+    proc = cli(*args)
+    assert_one_line_error(proc, "cannot save checkpoints in", "a-file' is not a folder")
+    assert "1.1..." not in proc.stdout and not os.path.exists(tmp_path / "a-file" / "s")
+
+
+def test_failed_save_is_one_line(tmp_path, trained, monkeypatch):
+    """A save that fails (a full disk) stops the run with one line, the previous checkpoint
+    whole: the loop saves through atomic writes."""
+    from cudaconvnet import gpumodel
+
+    def full_disk(*a, **k):
+        raise OSError(28, "No space left on device")
+    monkeypatch.setattr(gpumodel, "pickle", full_disk)
+    status, out = train(*base_args(trained["data"], str(tmp_path / "s"), trained["def"], trained["params"],
+                                   epochs=1))
+    assert status == 1
+    assert out.splitlines()[-1].startswith("cannot save checkpoint 1.2 in ")
+    assert out.splitlines()[-1].endswith(": No space left on device")
+
+
 def test_error_after_a_progress_line_starts_its_own_line(capsys):
     """'1.2...' waits on stdout for the batch's costs; an error then starts a new line."""
     from cudaconvnet.printer import Py2Print
@@ -1040,6 +1076,17 @@ def test_demo_without_scikit_learn_is_one_line(tmp_path, monkeypatch):
     with pytest.raises(StopTraining) as e:
         run_demo(["--out", str(tmp_path)])
     assert e.value.status == 1 and "scikit-learn" in e.value.message and "\n" not in e.value.message
+
+
+def test_demo_bad_arguments_are_one_line(tmp_path):
+    from cudaconvnet.demo import run_demo
+
+    with pytest.raises(StopTraining, match="--epochs must be at least 1"):
+        run_demo(["--out", str(tmp_path), "--epochs", "0"])
+    (tmp_path / "a-file").write_text("")
+    with pytest.raises(StopTraining) as e:
+        run_demo(["--out", str(tmp_path / "a-file")])
+    assert e.value.message.startswith("cannot write the demo's batches to ") and "\n" not in e.value.message
 
 
 # ---------------------------------------------------------------------------------------
