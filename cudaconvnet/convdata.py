@@ -1,7 +1,8 @@
 """Image data providers: CIFAR-10 (whole or cropped), dummy conv data, raw-pixel ImageNet.
 
 Stands for the 2012 convdata.py: cc r561's (cifar, cifar-cropped, dummy-cn-n) and the CHM
-AlexNet release's (inet-lr, inet-lr-cropped; its JPEG provider is in convdata_jpeg.py).
+AlexNet release's (inet-lr, inet-lr-cropped, inet-rs-lr-cropped, flatmem, dummy-lr-n; its
+JPEG provider is in convdata_jpeg.py, its Flickr ones in convdata_flickr.py).
 Every matrix handed to the engine is float32, C-ordered, (features, cases), features
 ordered channel, row, column.
 """
@@ -17,6 +18,7 @@ from .data import (DataProvider, DataProviderException, LabeledDataProvider,
 __all__ = [
     "CIFARDataProvider", "CroppedCIFARDataProvider", "DummyConvNetDataProvider",
     "ImageNetDP", "ImageNetLogRegDP", "CroppedImageNetLogRegDP",
+    "FlatMemoryDataProvider", "RandomScaleImageNetLogRegDP", "DummyConvNetLogRegDP",
     "multiview_positions", "crop_cases", "make_rng", "NUM_VIEWS",
 ]
 
@@ -522,6 +524,159 @@ register_data_provider("inet-lr", "ImageNet logistic regression", ImageNetLogReg
 register_data_provider("inet-lr-cropped", "ImageNet logistic regression cropped",
                        CroppedImageNetLogRegDP)
 
+# ---------------------------------------------------------------------------------------
+# The CHM AlexNet release's other convdata.py providers: flat vectors with one-hot labels,
+# whole images flipped per chunk, and a dummy over a small class tree
+# ---------------------------------------------------------------------------------------
+
+class FlatMemoryDataProvider(LabeledMemoryDataProvider):
+    """'flatmem': every batch held in memory, returned as [data - data_mean, labelprobs].
+
+    Batches {'data': (num_vis, N), 'labels': N class numbers}; batches.meta 'num_vis',
+    'data_mean' (num_vis values), 'label_names'.  labelprobs is a (num_classes, N) float32
+    matrix with a 1 in row labels[k] of column k and 0 elsewhere (for cost.crossent).
+    """
+
+    def __init__(self, data_dir, batch_range=None, init_epoch=1, init_batchnum=None,
+                 dp_params=None, test=False):
+        LabeledMemoryDataProvider.__init__(self, data_dir, batch_range, init_epoch, init_batchnum,
+                                           dp_params, test)
+        meta_path = os.path.join(self.data_dir, "batches.meta")
+        for key in ("num_vis", "data_mean", "label_names"):
+            if key not in self.batch_meta:
+                raise DataProviderException("'%s' has no '%s'" % (meta_path, key))
+        dims = int(self.batch_meta["num_vis"])
+        mean = np.asarray(self.batch_meta["data_mean"])
+        if mean.size != dims:
+            raise DataProviderException("'%s': data_mean has %d values, num_vis is %d"
+                                        % (meta_path, mean.size, dims))
+        self.data_mean = mean.reshape(dims, 1)
+        num_classes = self.get_num_classes()
+        for b, d in self.data_dic.items():
+            path = self.get_data_file_name(b)
+            x = _to_cases_last(d["data"], dims, path)
+            n = x.shape[1]
+            classes = _labels_row(d["labels"], n, "'%s'" % path, num_classes).astype(np.int64)
+            probs = np.zeros((num_classes, n), dtype=np.single)
+            probs[classes[0], np.arange(n)] = 1.0
+            # the mean is subtracted in the dtype numpy gives (uint8 - float64: float64), then
+            # stored as float32; every epoch hands out these arrays, so they are read-only
+            d["data"] = np.require(x - self.data_mean, dtype=np.single, requirements="C")
+            d["labelprobs"] = probs
+            d["data"].flags.writeable = False
+            probs.flags.writeable = False
+
+    def prepare_batch(self, dic, epoch, batchnum):
+        return [dic["data"], dic["labelprobs"]]
+
+    def get_data_dims(self, idx=0):
+        return self.batch_meta["num_vis"] if idx == 0 else self.get_num_classes()
+
+
+class RandomScaleImageNetLogRegDP(CroppedImageNetLogRegDP):
+    """'inet-rs-lr-cropped': whole S x S images (for a net that rescales and crops them
+    itself, with an rscale layer) minus one number, the mean of the mean image.
+
+    Training: each chunk of 32 cases is flipped left-right with probability 1/2 (one draw
+    per chunk, rng.randint(2) == 0 flips), then, with color_noise, the colour noise of
+    inet-lr-cropped.  Test: the images as they are.  Labels as inet-lr-cropped.
+    """
+
+    def __init__(self, data_dir, batch_range=None, init_epoch=1, init_batchnum=None,
+                 dp_params=None, test=False):
+        dp_params = {} if dp_params is None else dp_params
+        # whole images: no border is cut (crop_border served only 2012's multiview test)
+        CroppedImageNetLogRegDP.__init__(self, data_dir, batch_range, init_epoch, init_batchnum,
+                                         dict(dp_params, crop_border=0), test)
+        if self.multiview:
+            raise DataProviderException("data provider inet-rs-lr-cropped has no multiview test (2012's "
+                                        "crashed: 9 crop positions for 10 views, crops smaller than "
+                                        "its whole-image data)")
+        self.data_mean_mean = np.single(self.data_mean.mean())
+
+    def get_data_dims(self, idx=0):
+        return self.img_size ** 2 * 3 if idx == 0 else 1
+
+    def draw_chunk_flips(self, n):
+        """Per-case flip flags, one draw per chunk of crop_chunk cases, in chunk order."""
+        flip = np.empty(n, dtype=bool)
+        for c in range(0, n, self.crop_chunk):
+            flip[c:c + self.crop_chunk] = self.rng.randint(2) == 0
+        return flip
+
+    def prepare_batch(self, dic, epoch, batchnum):
+        path = self.get_data_file_name(batchnum)
+        if not isinstance(dic, dict) or "data" not in dic or "labels" not in dic:
+            raise DataProviderException("'%s' is not a batch: expected a dict with 'data' and "
+                                        "'labels'" % path)
+        x = _to_cases_last(dic["data"], self.img_size ** 2 * 3, path)
+        n = x.shape[1]
+        labels = self.get_labels(dic, n, path)
+        data = np.empty((3, self.img_size, self.img_size, n), dtype=np.single)
+        y = x.reshape(data.shape)
+        noise = None
+        if self.test:
+            data[...] = y
+        else:
+            flip = self.draw_chunk_flips(n)  # the flips first, then the noise
+            if self.color_noise_coeff > 0:
+                noise = self.draw_color_noise(n)
+            for c in range(0, n, self.crop_chunk):
+                src = y[..., c:c + self.crop_chunk]
+                data[..., c:c + self.crop_chunk] = src[:, :, ::-1] if flip[c] else src
+        data -= self.data_mean_mean
+        if noise is not None:
+            coeff = self.color_noise_coeff
+            data += (coeff * noise.T).reshape(3, 1, 1, n)
+            data /= 1.0 + coeff
+        return [data.reshape(-1, n), labels]
+
+    def get_plottable_data(self, data, add_mean=True):
+        return np.require((data + (self.data_mean_mean if add_mean else 0)).T.reshape(
+            data.shape[1], 3, self.img_size, self.img_size).transpose(0, 2, 3, 1) / 255.0,
+            dtype=np.single)
+
+
+class DummyConvNetLogRegDP(LabeledDummyDataProvider):
+    """'dummy-lr-<n>': as dummy-cn-<n> (512 random cases, labels 0..9), plus a third matrix
+    of gates, (1, 512) uniform [0, 1), and a class tree in batch_meta for treefc layers:
+    nodes 0-9 are the classes (leaves), 10 = {0,1,2}, 11 = {3,4,5}, 12 = {6,7}, 13 = {8,9},
+    14 = {10,11}, 15 = {12,13} and the root 16 = {14,15} (all_wnids['gproot']).
+    Draws come from numpy's global generator (data, labels, then gates), as the dummies'.
+    """
+
+    TREE_INNER = {10: [0, 1, 2], 11: [3, 4, 5], 12: [6, 7], 13: [8, 9], 14: [10, 11],
+                  15: [12, 13], 16: [14, 15]}
+
+    def __init__(self, data_dim):
+        LabeledDummyDataProvider.__init__(self, data_dim)
+        tree = {i: [] for i in range(self.num_classes)}
+        tree.update((k, list(v)) for k, v in self.TREE_INNER.items())
+        self.batch_meta["tree"] = tree
+        self.batch_meta["all_wnids"] = {"gproot": 16}
+        self.num_colors = 3
+        self.img_size = int(sqrt(data_dim // 3))  # 2012's value, whether or not it is square
+
+    def get_next_batch(self):
+        epoch, batchnum, dic = LabeledDummyDataProvider.get_next_batch(self)
+        data = np.require(dic["data"].T, requirements="C")
+        labels = np.require(dic["labels"].T, requirements="C")
+        gates = np.random.rand(1, data.shape[1]).astype(np.single)
+        return epoch, batchnum, [data, labels, gates]
+
+    def get_data_dims(self, idx=0):
+        return self.batch_meta["num_vis"] if idx == 0 else 1
+
+
+register_data_provider("flatmem", "Flat memory", FlatMemoryDataProvider)
+register_data_provider("inet-rs-lr-cropped", "Random scale cropped ImageNet logistic regression",
+                       RandomScaleImageNetLogRegDP)
+register_data_provider("dummy-lr-n", "Dummy ConvNet logistic regression", DummyConvNetLogRegDP)
+
+
 # The JPEG provider lives in its own module, as in 2012; importing it registers
 # 'inet-lr-cropped-jpeg', so importing convdata makes every image provider available.
 from . import convdata_jpeg  # noqa: E402,F401  (circular on purpose: it uses classes above)
+# and the Flickr ones ('flickr-ce-cropped', 'dummy-ce-n'; 2012's convdata_flickr.py) in theirs
+from . import convdata_flickr  # noqa: E402,F401
+_PROVIDER_MODULES = (convdata_jpeg, convdata_flickr)  # imported for what they register
