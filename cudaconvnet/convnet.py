@@ -42,7 +42,10 @@ class ConvNet(IGPUModel):
             return d
         if self.load_dic:  # a 2012 checkpoint: the AlexNet code kept a dict, cuda-convnet a list
             return lay.ALEXNET if isinstance(self.model_state["layers"], dict) else lay.CUDA_CONVNET
-        d, why = lay.detect_dialect(self.opt("layer_def"), self.opt("layer_params"))
+        try:
+            d, why = lay.detect_dialect(self.opt("layer_def"), self.opt("layer_params"))
+        except lay.LayerParsingError as e:
+            raise StopTraining(str(e))
         self.p("Dialect: %s (%s)" % (d, why))
         self.op.set_value("dialect", d, parse=False)
         return d

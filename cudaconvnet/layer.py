@@ -349,7 +349,7 @@ class LayerParser:
             if not os.path.exists(layer_cfg_path):
                 raise LayerParsingError("Layer definition file '%s' does not exist" % layer_cfg_path)
             if not os.path.exists(param_cfg_path):
-                raise LayerParsingError("Layer parameter file '%s' does not exist" % param_cfg_path)
+                raise LayerParsingError("Layer parameter file '%s' does not exist" % param_cfg_path, param_cfg_path)
             if not layers:
                 layers = Py2Dict() if chm else []
                 mcp = _read_config(layer_cfg_path)
@@ -1554,6 +1554,8 @@ ALEXNET_ONLY_PARAM_KEYS = {"mindiv", "schedw", "schedb", "supereps", "supermom",
 def detect_dialect(layer_cfg_path, param_cfg_path):
     """('alexnet', reason) when the files use anything only the AlexNet code knows,
     else ('cuda-convnet', reason)."""
+    if not os.path.exists(layer_cfg_path):
+        raise LayerParsingError("Layer definition file '%s' does not exist" % layer_cfg_path)
     defs = _read_config(layer_cfg_path)
     for name in defs.sections():
         sec = dict(defs._defaults, **defs._sections[name])

@@ -866,6 +866,16 @@ def test_unusable_option_values_are_one_line(tmp_path, trained, arg, words):
     assert "1.1..." not in proc.stdout
 
 
+@pytest.mark.parametrize("which", ["def", "params"])
+def test_missing_config_file_is_one_line(tmp_path, trained, which):
+    missing = str(tmp_path / "nope.cfg")
+    ldef, lpar = (missing, trained["params"]) if which == "def" else (trained["def"], missing)
+    proc = cli(*base_args(trained["data"], str(tmp_path / "s"), ldef, lpar, epochs=1))
+    line = assert_one_line_error(proc, "file '%s' does not exist" % missing)
+    assert line.endswith("does not exist")      # no second file named in brackets
+    assert ("Dialect:" in proc.stdout) == (which == "params")
+
+
 def test_unwritable_save_path_stops_before_training(tmp_path, trained):
     (tmp_path / "a-file").write_text("")
     args = base_args(trained["data"], str(tmp_path / "a-file" / "s"), trained["def"], trained["params"], epochs=1)
