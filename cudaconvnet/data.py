@@ -464,6 +464,7 @@ class DummyDataProvider(DataProvider):
         self.data_dic = None
         self.prefetch = False
         self._prefetcher = _Prefetcher()
+        self._rng_states, self._rng_lock = {}, threading.Lock()  # none kept: numpy's global generator
 
     def get_next_batch(self):
         # 2012 returned the epoch/batchnum *after* advancing here (unlike every other

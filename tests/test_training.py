@@ -801,6 +801,19 @@ def test_missing_options_usage_and_help(tmp_path):
         assert re.search(r"^\s*\[?%s <" % re.escape(opt), proc.stdout, re.M), opt
 
 
+def test_dummy_provider_trains_and_saves(tmp_path):
+    """'dummy-cn-<n>' (random cases, no batch files) through the loop to a checkpoint."""
+    ldef, lpar = write_net(tmp_path, "fc", DATA + section("fc10", type="fc", inputs="data", outputs=10, initW=0.01)
+                           + section("probs", type="softmax", inputs="fc10")
+                           + section("logprob", type="cost.logreg", inputs="labels,probs"),
+                           section("fc10", **LEARN) + section("logprob", coeff=1))
+    args = base_args(str(tmp_path / "unused"), str(tmp_path / "s"), ldef, lpar, epochs=1, test_freq=1,
+                     train_range="1", test_range="1", provider="dummy-cn-12")
+    status, out = train(*args)
+    assert status == 0, out[-2000:]
+    assert sorted(os.listdir(ckpt_dir(str(tmp_path / "s")))) == ["2.1"]
+
+
 def test_unknown_data_provider_lists_the_known_ones(tmp_path, trained):
     args = base_args(trained["data"], str(tmp_path / "s"), trained["def"], trained["params"], epochs=1,
                      provider="no-such")
