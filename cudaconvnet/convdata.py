@@ -134,6 +134,8 @@ class _CIFARBase(LabeledMemoryDataProvider):
             raise DataProviderException("'%s' is not a batch: expected a dict with 'data' and "
                                         "'labels'" % path)
         data = _to_cases_last(dic["data"], self.get_raw_dims(), path)
+        if data.shape[1] == 0:
+            raise DataProviderException("'%s' holds no cases" % path)
         # 2012 needed label_names only for a logreg layer; without them the range goes unchecked
         num_classes = self.get_num_classes() if "label_names" in self.batch_meta else None
         labels = _labels_row(dic["labels"], data.shape[1], "'%s'" % path, num_classes)

@@ -306,11 +306,11 @@ def test_cifar_missing_mean_is_the_training_batches(tmp_path):
 
 @pytest.mark.parametrize("labels,why", [([1, 10], "label 10 of case 1 is not a class number 0..9"),
                                          ([-1, 0], "label -1 of case 0"), ([0.5, 1], "label 0.5 of case 0"),
-                                         ([0, float("nan")], "label nan of case 1")])
+                                         ([0, float("nan")], "label nan of case 1"), ([], "holds no cases")])
 def test_cifar_labels_must_be_class_numbers(tmp_path, labels, why):
     """Labels 1..10 (a common slip) and the like are refused naming the file, as the
     ImageNet providers did; 2012 let the logreg kernel read past its probabilities."""
-    d = write_batches(tmp_path / "l", {1: {"data": np.zeros((3072, 2), np.uint8), "labels": labels}},
+    d = write_batches(tmp_path / "l", {1: {"data": np.zeros((3072, len(labels)), np.uint8), "labels": labels}},
                       {"label_names": ["c%d" % i for i in range(10)], "num_vis": 3072, "data_mean": np.zeros(3072)})
     with pytest.raises(DataProviderException) as ei:
         DataProvider.get_instance(d, [1], type="cifar")
