@@ -18,7 +18,7 @@ _LOWER = str.maketrans("ABCDEFGHIJKLMNOPQRSTUVWXYZ", "abcdefghijklmnopqrstuvwxyz
 _SECTCRE = re.compile(r"\[(?P<header>[^]]+)\]", re.ASCII)
 _OPTCRE = re.compile(r"(?P<option>[^:=\s][^:=]*)\s*(?P<vi>[:=])\s*(?P<value>.*)$", re.ASCII)
 _INTERPVAR = re.compile(r"%\(([^)]+)\)s", re.ASCII)
-_PY2_INT = re.compile(r"[ \t\n\r\x0b\x0c]*[+-]?[0-9]+[ \t\n\r\x0b\x0c]*\Z")
+_PY2_INT = re.compile(r"[ \t\n\r\x0b\x0c]*([+-]?)[ \t\n\r\x0b\x0c]*([0-9]+)[ \t\n\r\x0b\x0c]*\Z")
 _BOOLEAN_STATES = {"1": True, "yes": True, "true": True, "on": True,
                    "0": False, "no": False, "false": False, "off": False}
 
@@ -72,10 +72,12 @@ def py2_lower(s):
 
 
 def py2_int(s):
-    """int(s) as Python 2 did on a str: ASCII digits, optional sign and whitespace."""
-    if not isinstance(s, str) or not _PY2_INT.match(s):
+    """int(s) as Python 2 did on a str: ASCII digits, optional sign and whitespace, also
+    between the sign and the digits ('+ 3')."""
+    m = _PY2_INT.match(s) if isinstance(s, str) else None
+    if not m:
         raise ValueError("invalid literal for int() with base 10: %r" % (s,))
-    return int(s)
+    return int(m.group(1) + m.group(2))
 
 
 def py2_float(s):

@@ -84,6 +84,10 @@ class ConvNet(IGPUModel):
                 name, idx = parsed
                 if name not in self.layers_dic:
                     raise StopTraining("Layer '%s' does not exist; unable to unshare" % name)
+                inputs = len(self.layers_dic[name].get("inputs", ()))
+                if idx is not None and not 0 <= int(idx) < inputs:
+                    raise StopTraining("Layer '%s' has %d weight matrices; unable to unshare %s"
+                                       % (name, inputs, name_str))
                 lay.WeightLayerParser.unshare_weights(self.layers_dic[name], layers, matrix_idx=idx)
         self.op.set_value("conv_to_local", [], parse=False)
         self.op.set_value("unshare_weights", [], parse=False)

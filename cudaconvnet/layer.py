@@ -912,6 +912,9 @@ class WeightLayerParser(LayerWithInputParser):
             return f(dic["name"], input_idx, shapes, params=params) if input_idx >= 0 else f(dic["name"], shapes, params=params)
         except (ImportError, AttributeError, TypeError) as e:
             raise LayerParsingError("Layer '%s': %s." % (dic["name"], e))
+        except Exception as e:  # 2012 showed a traceback; this names the function and its error
+            raise LayerParsingError("Layer '%s': %s %s failed: %s: %s"
+                                    % (dic["name"], param_name, dic[param_name], type(e).__name__, e)) from None
 
     def make_weights(self, initW, rows, cols, order="C"):
         dic = self.dic

@@ -201,8 +201,10 @@ def test_getboolean(tmp_path, value, expected):
 
 
 def test_py2_int_and_float_helpers():
-    assert C.py2_int(" -3 ") == -3
-    for bad in ("1_0", "\u0661", "1 2", "3."):
+    # Python 2.7's int(), run: whitespace may also sit between the sign and the digits
+    for text, value in ((" -3 ", -3), ("+ 3", 3), ("\t-\t7\n", -7), ("- 0", 0), ("010", 10)):
+        assert C.py2_int(text) == value, text
+    for bad in ("1_0", "\u0661", "1 2", "3.", "++3", "+ +3", "+", "3L", "0x10"):
         with pytest.raises(ValueError):
             C.py2_int(bad)
     assert C.py2_float(" 2.5\n") == 2.5

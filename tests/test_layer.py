@@ -1319,6 +1319,8 @@ def crange(name, idx, shape, params=[]):
 def cperm(name, idx, shape, params=[]):
     groups, channels, fc = shape
     return [0] * (groups * fc)
+def wraises(name, idx, shape, params=[]):
+    raise ValueError("bad seed")
 '''
 
 
@@ -1366,6 +1368,8 @@ def test_init_functions_leave_the_random_stream_alone(tmp_path, dialect, initmod
                               "object consisting of single-precision floats. Got: float64."),
     ("initBFunc=initmod.bshape", "Layer 'fc10': bias vector returned by bias initialization function "
                                  "initmod.bshape has wrong shape. Should be: (1, 10); got: (1, 1)."),
+    # 2012 showed the function's own error as a traceback
+    ("initWFunc=initmod.wraises(3)", "Layer 'fc10': initWFunc initmod.wraises(3) failed: ValueError: bad seed"),
 ])
 def test_init_function_errors(tmp_path, dialect, initmod, func, message):
     e = parse_error(tmp_path, net(dialect, fc_extra=func + "\n"), PARAMS, dialect)

@@ -889,6 +889,13 @@ def test_missing_config_file_is_one_line(tmp_path, trained, which):
     assert ("Dialect:" in proc.stdout) == (which == "params")
 
 
+def test_unshare_index_out_of_range_is_one_line(tmp_path, trained):
+    folder = str(tmp_path / "ck")
+    shutil.copytree(trained["dir"], folder)
+    assert_one_line_error(cli("-f", folder, "--unshare-weights=fc4[3]"),
+                          "Layer 'fc4' has 1 weight matrices; unable to unshare fc4[3]")
+
+
 def test_unwritable_save_path_stops_before_training(tmp_path, trained):
     (tmp_path / "a-file").write_text("")
     args = base_args(trained["data"], str(tmp_path / "a-file" / "s"), trained["def"], trained["params"], epochs=1)
