@@ -13,7 +13,8 @@ from math import sqrt
 import numpy as np
 
 from .data import (DataProvider, DataProviderException, LabeledDataProvider,
-                   LabeledDummyDataProvider, LabeledMemoryDataProvider, register_data_provider)
+                   LabeledDummyDataProvider, LabeledMemoryDataProvider, register_data_provider,
+                   require_batch)
 
 __all__ = [
     "CIFARDataProvider", "CroppedCIFARDataProvider", "DummyConvNetDataProvider",
@@ -130,9 +131,7 @@ class _CIFARBase(LabeledMemoryDataProvider):
 
     def convert_batch(self, dic, batchnum):
         path = self.get_data_file_name(batchnum)
-        if not isinstance(dic, dict) or "data" not in dic or "labels" not in dic:
-            raise DataProviderException("'%s' is not a batch: expected a dict with 'data' and "
-                                        "'labels'" % path)
+        require_batch(dic, path)
         data = _to_cases_last(dic["data"], self.get_raw_dims(), path)
         if data.shape[1] == 0:
             raise DataProviderException("'%s' holds no cases" % path)
@@ -353,6 +352,12 @@ class ImageNetDP(LabeledDataProvider):
     def get_labels(self, dic, n, path):
         return _labels_row(dic["labels"], n, "'%s'" % path, self.get_num_classes())
 
+    def images_and_labels(self, dic, path):
+        """A raw-pixel batch's (3*S*S, N) images, as stored, and its (1, N) labels."""
+        require_batch(dic, path)
+        x = _to_cases_last(dic["data"], self.img_size ** 2 * 3, path)
+        return x, self.get_labels(dic, x.shape[1], path)
+
 
 class ImageNetLogRegDP(ImageNetDP):
     """'inet-lr': whole S x S images (raw uint8 batches, (3*S*S, N)) minus the mean image.
@@ -363,12 +368,8 @@ class ImageNetLogRegDP(ImageNetDP):
 
     def prepare_batch(self, dic, epoch, batchnum):
         path = self.get_data_file_name(batchnum)
-        if not isinstance(dic, dict) or "data" not in dic or "labels" not in dic:
-            raise DataProviderException("'%s' is not a batch: expected a dict with 'data' and "
-                                        "'labels'" % path)
-        x = _to_cases_last(dic["data"], self.img_size ** 2 * 3, path)
-        data = np.require(x - self.data_mean, dtype=np.single, requirements="C")
-        return [data, self.get_labels(dic, x.shape[1], path)]
+        x, labels = self.images_and_labels(dic, path)
+        return [np.require(x - self.data_mean, dtype=np.single, requirements="C"), labels]
 
     def get_data_dims(self, idx=0):
         return self.img_size ** 2 * self.num_colors if idx == 0 else 1
@@ -502,12 +503,8 @@ class CroppedImageNetLogRegDP(_CroppedImageNetBase):
 
     def prepare_batch(self, dic, epoch, batchnum):
         path = self.get_data_file_name(batchnum)
-        if not isinstance(dic, dict) or "data" not in dic or "labels" not in dic:
-            raise DataProviderException("'%s' is not a batch: expected a dict with 'data' and "
-                                        "'labels'" % path)
-        x = _to_cases_last(dic["data"], self.img_size ** 2 * 3, path)
+        x, labels = self.images_and_labels(dic, path)
         n = x.shape[1]
-        labels = self.get_labels(dic, n, path)
         y = x.reshape(3, self.img_size, self.img_size, n)
         i = self.inner_size
         crops, noise = self.draw(n)
@@ -608,12 +605,8 @@ class RandomScaleImageNetLogRegDP(CroppedImageNetLogRegDP):
 
     def prepare_batch(self, dic, epoch, batchnum):
         path = self.get_data_file_name(batchnum)
-        if not isinstance(dic, dict) or "data" not in dic or "labels" not in dic:
-            raise DataProviderException("'%s' is not a batch: expected a dict with 'data' and "
-                                        "'labels'" % path)
-        x = _to_cases_last(dic["data"], self.img_size ** 2 * 3, path)
+        x, labels = self.images_and_labels(dic, path)
         n = x.shape[1]
-        labels = self.get_labels(dic, n, path)
         data = np.empty((3, self.img_size, self.img_size, n), dtype=np.single)
         y = x.reshape(data.shape)
         noise = None

@@ -11,7 +11,7 @@ import os
 import numpy as np
 
 from .convdata import _CroppedImageNetBase
-from .convdata_jpeg import JPEGCroppedImageNetLogRegDP, decode_jpeg
+from .convdata_jpeg import JPEGCroppedImageNetLogRegDP, crop_jpeg_batch
 from .data import DataProviderException, LabeledDummyDataProvider, register_data_provider
 
 __all__ = ["JPEGCroppedFlickrCEDP", "DummyConvNetCEDP", "tag_key", "unpack_flickr_batch"]
@@ -114,37 +114,13 @@ class JPEGCroppedFlickrCEDP(_CroppedImageNetBase):
     def prepare_batch(self, obj, epoch, batchnum):
         path = self.get_data_file_name(batchnum)
         strings, tags = unpack_flickr_batch(obj, path)
-        n, s, i = len(strings), self.img_size, self.inner_size
+        n, i = len(strings), self.inner_size
         if n == 0:
             raise DataProviderException("'%s' holds no images" % path)
-        labels = self.tag_matrix(tags)
-        crops, noise = self.draw(n)
-        cropped = np.empty((3 * i * i, n * self.data_mult), dtype=np.single)
-        out = cropped.reshape(3, i, i, n * self.data_mult)
-        mean = self.data_mean_crop.reshape(3, i, i, 1)
-        ok = np.ones(n, dtype=bool)
-
-        def work(c0, c1):
-            buf = np.zeros((c1 - c0, s, s, 3), dtype=np.uint8)
-            for k in range(c0, c1):
-                try:
-                    ok[k] = decode_jpeg(strings[k], s, buf[k - c0])
-                except DataProviderException as e:
-                    raise DataProviderException("'%s', image %d: %s" % (path, k, e)) from None
-            self.fill_cases(buf.transpose(3, 1, 2, 0), out, c0, n, crops, noise, mean)
-
-        self.run_chunks(n, work)
-        labels = np.tile(labels, (1, self.data_mult))
-        if not ok.any():
-            raise DataProviderException("'%s': none of its %d images is a readable JPEG" % (path, n))
-        if not ok.all():
-            # 2012 stopped here (fix-flickr.py had removed such images from its batches);
-            # like inet-lr-cropped-jpeg, drop every view of them and their labels
-            self.decode_failures[batchnum] = int((~ok).sum())
-            keep = np.tile(ok, self.data_mult)
-            cropped = np.ascontiguousarray(cropped[:, keep])
-            labels = labels[:, keep]
-        return [cropped, np.require(labels, dtype=np.single, requirements="C")]
+        # 2012 stopped on an unreadable image (fix-flickr.py had removed them from its
+        # batches); like inet-lr-cropped-jpeg, drop every view of it and its labels
+        return crop_jpeg_batch(self, strings, self.tag_matrix(tags), path, batchnum,
+                               self.data_mean_crop.reshape(3, i, i, 1))
 
 
 class DummyConvNetCEDP(LabeledDummyDataProvider):

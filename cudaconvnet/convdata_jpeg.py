@@ -12,7 +12,7 @@ import numpy as np
 from .convdata import _CroppedImageNetBase
 from .data import DataProviderException, register_data_provider
 
-__all__ = ["JPEGCroppedImageNetLogRegDP", "decode_jpeg", "unpack_jpeg_batch"]
+__all__ = ["JPEGCroppedImageNetLogRegDP", "crop_jpeg_batch", "decode_jpeg", "unpack_jpeg_batch"]
 
 
 def _pil():
@@ -118,43 +118,50 @@ class JPEGCroppedImageNetLogRegDP(_CroppedImageNetBase):
     def prepare_batch(self, obj, epoch, batchnum):
         path = self.get_data_file_name(batchnum)
         strings, labels = unpack_jpeg_batch(obj, path)
-        n, s, i = len(strings), self.img_size, self.inner_size
+        n, i = len(strings), self.inner_size
         if n == 0:
             raise DataProviderException("'%s' holds no images" % path)
         # an unlabelled image is class 0, without the offset (CHM)
         labels = self.get_labels({"labels": [0 if l is None else l + self.label_offset for l in labels]},
                                  n, path)
-        crops, noise = self.draw(n)
-        cropped = np.empty((3 * i * i, n * self.data_mult), dtype=np.single)
-        out = cropped.reshape(3, i, i, n * self.data_mult)
         mean = self.data_mean_crop
         if isinstance(mean, np.ndarray):
             mean = mean.reshape(3, i, i, 1)
         fill = float(self.data_mean_crop) if np.ndim(self.data_mean_crop) == 0 else 0.0
-        ok = np.ones(n, dtype=bool)
+        return crop_jpeg_batch(self, strings, labels, path, batchnum, mean, self.no_crop, fill)
 
-        def work(c0, c1):
-            buf = np.zeros((c1 - c0, s, s, 3), dtype=np.uint8)
-            for k in range(c0, c1):
-                try:
-                    good = decode_jpeg(strings[k], s, buf[k - c0], self.no_crop, fill)
-                except DataProviderException as e:
-                    raise DataProviderException("'%s', image %d: %s" % (path, k, e)) from None
-                ok[k] = good
-            # (cases, rows, cols, RGB) -> the (RGB, rows, cols, cases) view fill_cases wants
-            self.fill_cases(buf.transpose(3, 1, 2, 0), out, c0, n, crops, noise, mean)
 
-        self.run_chunks(n, work)
-        labels = np.tile(labels, (1, self.data_mult))
-        if not ok.any():
-            raise DataProviderException("'%s': none of its %d images is a readable JPEG" % (path, n))
-        if not ok.all():
-            # CHM dropped unreadable images from the batch; drop every view of them.
-            self.decode_failures[batchnum] = int((~ok).sum())
-            keep = np.tile(ok, self.data_mult)
-            cropped = np.ascontiguousarray(cropped[:, keep])
-            labels = labels[:, keep]
-        return [cropped, np.require(labels, dtype=np.single, requirements="C")]
+def crop_jpeg_batch(dp, strings, labels, path, batchnum, mean, no_crop=False, fill=0.0):
+    """[views, labels] of a batch of JPEGs for a cropping provider dp: decoded on its pool of
+    threads, cropped, flipped and noised by its draws, mean subtracted; labels (rows, n)
+    tiled over the views. Unreadable images are dropped with every view of them and their
+    label columns (CHM dropped them), and counted in dp.decode_failures."""
+    n, s, i = len(strings), dp.img_size, dp.inner_size
+    crops, noise = dp.draw(n)
+    cropped = np.empty((3 * i * i, n * dp.data_mult), dtype=np.single)
+    out = cropped.reshape(3, i, i, n * dp.data_mult)
+    ok = np.ones(n, dtype=bool)
+
+    def work(c0, c1):
+        buf = np.zeros((c1 - c0, s, s, 3), dtype=np.uint8)
+        for k in range(c0, c1):
+            try:
+                ok[k] = decode_jpeg(strings[k], s, buf[k - c0], no_crop, fill)
+            except DataProviderException as e:
+                raise DataProviderException("'%s', image %d: %s" % (path, k, e)) from None
+        # (cases, rows, cols, RGB) -> the (RGB, rows, cols, cases) view fill_cases wants
+        dp.fill_cases(buf.transpose(3, 1, 2, 0), out, c0, n, crops, noise, mean)
+
+    dp.run_chunks(n, work)
+    labels = np.tile(labels, (1, dp.data_mult))
+    if not ok.any():
+        raise DataProviderException("'%s': none of its %d images is a readable JPEG" % (path, n))
+    if not ok.all():
+        dp.decode_failures[batchnum] = int((~ok).sum())
+        keep = np.tile(ok, dp.data_mult)
+        cropped = np.ascontiguousarray(cropped[:, keep])
+        labels = labels[:, keep]
+    return [cropped, np.require(labels, dtype=np.single, requirements="C")]
 
 
 register_data_provider("inet-lr-cropped-jpeg", "ImageNet logistic regression cropped JPEG",

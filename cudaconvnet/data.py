@@ -16,7 +16,7 @@ from .util import UnpickleError, alphanum_key, unpickle
 __all__ = [
     "BATCH_META_FILE", "DataProviderException", "DataProvider", "MemoryDataProvider",
     "LabeledDataProvider", "LabeledMemoryDataProvider", "DummyDataProvider",
-    "LabeledDummyDataProvider", "register_data_provider", "dp_types", "dp_classes",
+    "LabeledDummyDataProvider", "register_data_provider", "require_batch", "dp_types", "dp_classes",
 ]
 
 BATCH_META_FILE = "batches.meta"
@@ -44,6 +44,12 @@ def _str_keys(obj):
         return type(obj)((k.decode("latin1") if isinstance(k, bytes) else k, v)
                          for k, v in obj.items())
     return obj
+
+
+def require_batch(dic, path):
+    """A labelled batch is a dict with 'data' and 'labels'."""
+    if not isinstance(dic, dict) or "data" not in dic or "labels" not in dic:
+        raise DataProviderException("'%s' is not a batch: expected a dict with 'data' and 'labels'" % path)
 
 
 def _num_cases(dic):
@@ -439,9 +445,7 @@ class LabeledMemoryDataProvider(LabeledDataProvider, MemoryDataProvider):
 
     def convert_batch(self, dic, batchnum):
         path = self.get_data_file_name(batchnum)
-        if not isinstance(dic, dict) or "data" not in dic or "labels" not in dic:
-            raise DataProviderException("'%s' is not a batch: expected a dict with 'data' and "
-                                        "'labels'" % path)
+        require_batch(dic, path)
         dic["labels"] = np.require(np.asarray(dic["labels"], dtype=np.single).reshape(-1, 1),
                                    requirements="C")
         return dic
