@@ -93,46 +93,9 @@ class ConvNet(IGPUModel):
         self.op.set_value("unshare_weights", [], parse=False)
 
     def check_checkpoint_layers(self, layers):
-        """A checkpoint's layers before they are used: dicts with the weight matrices their
-        geometry asks for (a damaged or hand-edited file gets one line, not a traceback)."""
-        where = "checkpoint '%s'" % self.load_path
-
-        def fail(msg):
-            raise StopTraining("Error loading %s: %s" % (where, msg))
-
-        if isinstance(layers, dict):
-            dicts = list(layers.values())
-        elif isinstance(layers, list):
-            dicts = layers
-        else:
-            fail("model_state['layers'] is %s" % ("missing" if layers is None else "a %s" % type(layers).__name__))
-        for l in dicts:
-            if not isinstance(l, dict) or not isinstance(l.get("name"), str) or not isinstance(l.get("type"), str):
-                fail("a layer is not a dict with a name and a type")
-            if "weights" not in l:
-                continue
-            name = l["name"]
-            ws, incs = l.get("weights"), l.get("weightsInc")
-            if not isinstance(ws, list) or not isinstance(incs, list) or len(ws) != len(incs):
-                fail("layer '%s': weights and weightsInc are not lists of matrices of one length" % name)
-            for i, (w, inc) in enumerate(zip(ws, incs)):
-                for key, m in (("weights", w), ("weightsInc", inc)):
-                    if not isinstance(m, np.ndarray) or m.ndim != 2 or m.dtype.kind != "f":
-                        fail("layer '%s': %s[%d] is not a 2-D float matrix" % (name, key, i))
-                expect = _weights_shape(l, i)
-                if expect is not None and w.shape != expect:
-                    fail("layer '%s': weights[%d] has shape %s; its config gives %s" % (name, i, w.shape, expect))
-                if inc.shape != w.shape:
-                    fail("layer '%s': weightsInc[%d] has shape %s, weights[%d] %s" % (name, i, inc.shape, i, w.shape))
-            for key in ("biases", "biasesInc"):
-                b = l.get(key)
-                if not isinstance(b, np.ndarray) or b.dtype.kind != "f":
-                    fail("layer '%s': %s is not a float matrix" % (name, key))
-            nb = _biases_size(l)
-            if nb is not None and l["biases"].size != nb:
-                fail("layer '%s': biases has %d values; its config gives %d" % (name, l["biases"].size, nb))
-            if l["biasesInc"].shape != l["biases"].shape:
-                fail("layer '%s': biasesInc has shape %s, biases %s" % (name, l["biasesInc"].shape, l["biases"].shape))
+        problem = checkpoint_layers_problem(layers)
+        if problem:
+            raise StopTraining("Error loading checkpoint '%s': %s" % (self.load_path, problem))
 
     def _num_gpus_from_config(self):
         """The AlexNet code checks gpu=N against the number of GPUs; this engine runs every
@@ -378,6 +341,58 @@ class ConvNet(IGPUModel):
         op.options["num_epochs"].default = 50000
         op.options["dp_type"].default = None
         return op
+
+
+def checkpoint_layers_problem(layers):
+    """What is wrong with a checkpoint's layers before they are used (dicts with the
+    geometry and weight matrices their type asks for), or None: a damaged or hand-edited
+    file gets one line, not a traceback (convnet, shownet and export all ask)."""
+    return next(_layer_problems(layers), None)
+
+
+def _layer_problems(layers):
+    """Yields what is wrong, first things first (checkpoint_layers_problem takes the first)."""
+    if isinstance(layers, dict):
+        dicts = list(layers.values())
+    elif isinstance(layers, list):
+        dicts = layers
+    else:
+        yield "model_state['layers'] is %s" % ("missing" if layers is None else "a %s" % type(layers).__name__)
+        return
+    for l in dicts:
+        if not isinstance(l, dict) or not isinstance(l.get("name"), str) or not isinstance(l.get("type"), str):
+            yield "a layer is not a dict with a name and a type"
+            return
+        if "weights" not in l:
+            continue
+        name = l["name"]
+        ws, incs = l.get("weights"), l.get("weightsInc")
+        if not isinstance(ws, list) or not isinstance(incs, list) or len(ws) != len(incs):
+            yield "layer '%s': weights and weightsInc are not lists of matrices of one length" % name
+            return
+        for i, (w, inc) in enumerate(zip(ws, incs)):
+            for key, m in (("weights", w), ("weightsInc", inc)):
+                if not isinstance(m, np.ndarray) or m.ndim != 2 or m.dtype.kind != "f":
+                    yield "layer '%s': %s[%d] is not a 2-D float matrix" % (name, key, i)
+                    return
+            expect = _weights_shape(l, i)
+            if expect is None and l["type"] in ("fc", "conv", "local"):
+                yield ("layer '%s' lacks the sizes of its weights (numInputs, outputs, filters, filterChannels, "
+                       "filterPixels or modules)" % name)
+            elif expect is not None and w.shape != expect:
+                yield "layer '%s': weights[%d] has shape %s; its config gives %s" % (name, i, w.shape, expect)
+            if inc.shape != w.shape:
+                yield "layer '%s': weightsInc[%d] has shape %s, weights[%d] %s" % (name, i, inc.shape, i, w.shape)
+        for key in ("biases", "biasesInc"):
+            b = l.get(key)
+            if not isinstance(b, np.ndarray) or b.dtype.kind != "f":
+                yield "layer '%s': %s is not a float matrix" % (name, key)
+                return
+        nb = _biases_size(l)
+        if nb is not None and l["biases"].size != nb:
+            yield "layer '%s': biases has %d values; its config gives %d" % (name, l["biases"].size, nb)
+        if l["biasesInc"].shape != l["biases"].shape:
+            yield "layer '%s': biasesInc has shape %s, biases %s" % (name, l["biasesInc"].shape, l["biases"].shape)
 
 
 def _weights_shape(l, i):

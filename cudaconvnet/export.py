@@ -23,6 +23,7 @@ import os
 
 import numpy as np
 
+from .convnet import checkpoint_layers_problem
 from .gpumodel import IGPUModel, StopTraining, run_main
 from .util import UnpickleError, atomic_output
 
@@ -71,6 +72,9 @@ def export_checkpoint(checkpoint, out_path):
     ms = dic["model_state"]
     if "layers" not in ms:
         raise UnpickleError("'%s' holds no layers" % source)
+    problem = checkpoint_layers_problem(ms["layers"])
+    if problem:
+        raise UnpickleError("'%s': %s" % (source, problem))
     layers = _layer_list(ms["layers"])
     names = [n for n, _ in layers]
     written = []

@@ -6,6 +6,7 @@ from the newest one, merging its options with the new command line as 2012 did. 
 2012, model_state keeps the random states (the data provider's here, the engine's in
 convnet.py), so that a resumed run goes on exactly as an uninterrupted one.
 """
+import numbers
 import os
 import re
 import sys
@@ -334,6 +335,10 @@ class IGPUModel:
             if not isinstance(ms.get(key), types) or isinstance(ms.get(key), bool):
                 raise UnpickleError("'%s' is damaged: model_state['%s'] is %s" % (load_dir, key, (
                     "missing" if key not in ms else "a %s" % type(ms[key]).__name__)))
+        for key in ("train_outputs", "test_outputs"):
+            problem = _outputs_problem(ms[key])
+            if problem:
+                raise UnpickleError("'%s' is damaged: model_state['%s'] %s" % (load_dir, key, problem))
         return dic
 
     # -- options --------------------------------------------------------------------------------------
@@ -366,6 +371,15 @@ class IGPUModel:
             p("    %s: %s" % (dp, desc))
 
     @staticmethod
+    def check_merged_options(op, where):
+        """A checkpoint's options, merged with the command line's, leave none unset (a
+        damaged checkpoint may lack one the command line need not give on resume)."""
+        unset = [o for o in op.get_options_list() if o.value is None and o.default is None]
+        if unset:
+            raise UnpickleError("'%s' is damaged: it has no value for option %s (%s)"
+                                % (where, unset[0].prefixed_letter, unset[0].desc))
+
+    @staticmethod
     def parse_options(op, argv=None):
         """Parses the command line; with -f, loads the checkpoint and merges its options
         with the new ones (a set_once option may not change). Raises StopTraining."""
@@ -377,6 +391,7 @@ class IGPUModel:
                 old_op = load_dic["op"]
                 old_op.merge_from(op)
                 op = old_op
+                IGPUModel.check_merged_options(op, options["load_file"].value)
             op.eval_expr_defaults()
             return op, load_dic
         except opts.OptionMissingException as e:
@@ -387,6 +402,30 @@ class IGPUModel:
             raise StopTraining(str(e))
         except UnpickleError as e:
             raise StopTraining("Error loading checkpoint: %s" % e)
+
+
+def _outputs_problem(outputs):
+    """A batch's output is (costs, numCases): costs maps each cost layer's name to its list
+    of numbers, the same names and counts in every batch. What is wrong, or None."""
+    first = None
+    for k, out in enumerate(outputs):
+        if not (isinstance(out, (tuple, list)) and len(out) == 2 and isinstance(out[0], dict)
+                and isinstance(out[1], numbers.Real) and not isinstance(out[1], bool)):
+            return "[%d] is not a (costs, cases) pair" % k
+        costs = out[0]
+        if not all(isinstance(v, (list, tuple)) and all(isinstance(x, numbers.Real) for x in v)
+                   for v in costs.values()):
+            return "[%d] has a cost that is not a list of numbers" % k
+        shape = sorted((name, len(v)) for name, v in costs.items())
+        if first is None:
+            first = shape
+        elif shape != first:
+            return "[%d] holds the costs %s where [0] holds %s" % (k, _costs_str(shape), _costs_str(first))
+    return None
+
+
+def _costs_str(shape):
+    return "(%s)" % ", ".join("%s: %d values" % nv for nv in shape)
 
 
 def run_main(main):

@@ -29,8 +29,12 @@ KEPT_OPTIONS = ("gpu", "load_file", "train_batch_range", "test_batch_range",
 # What each dialect's shownet drew differently: rows of filters per figure, labels per
 # prediction chart, the cost plot's title.
 STYLE = {
-    lay.CUDA_CONVNET: {"max_rows": 16, "top_classes": 4, "cost_title": "%(name)s"},
-    lay.ALEXNET: {"max_rows": 24, "top_classes": 5, "cost_title": "%(name)s[%(idx)d]"},
+    # the AlexNet code showed ImageNet's first synonym ("tabby, tabby cat" as "tabby") and
+    # predictions of any layer (e.g. logistic units over Flickr's tags), not just a softmax's
+    lay.CUDA_CONVNET: {"max_rows": 16, "top_classes": 4, "cost_title": "%(name)s", "first_synonym": False,
+                       "preds_type": "softmax"},
+    lay.ALEXNET: {"max_rows": 24, "top_classes": 5, "cost_title": "%(name)s[%(idx)d]", "first_synonym": True,
+                  "preds_type": None},
 }
 FILTERS_PER_ROW = 16
 PRED_ROWS, PRED_COLS = 2, 4          # the predictions grid: 2 x 4 test images
@@ -200,6 +204,16 @@ def title_width_px(text, points=10):
     return int(ceil(TextPath((0, 0), text, size=points).get_extents().width * DPI / 72.0))
 
 
+def true_classes(labels, n, num_classes):
+    """(n, num_classes) bool: the classes of each of the first n cases, from a (1, N) row of
+    class numbers or a (num_classes, N) 0/1 matrix (several labels a case, as Flickr's)."""
+    if labels.shape[0] == 1:
+        truth = np.zeros((n, num_classes), dtype=bool)
+        truth[np.arange(n), np.asarray(labels[0, :n], dtype=np.int64)] = True
+        return truth
+    return np.ascontiguousarray(labels[:, :n].T == 1)
+
+
 def top_k(probs, k):
     """The k most probable classes of one case, least probable first (2012's order)."""
     return list(np.argsort(probs, kind="stable")[::-1][:k][::-1])
@@ -227,7 +241,8 @@ class ShowConvNet(ConvNet):
             raise StopTraining("Unable to create data provider: %s" % e)
 
     def init_model_state(self):
-        layers = self.model_state["layers"]
+        layers = self.model_state.get("layers")
+        self.check_checkpoint_layers(layers)
         self.layers = [layers[k] for k in sorted(layers)] if isinstance(layers, dict) else list(layers)
         self.layers_dic = {l["name"]: l for l in self.layers}
         self.style = STYLE[self.dialect()]
@@ -240,7 +255,7 @@ class ShowConvNet(ConvNet):
                 raise StopTraining("--input-idx=%d: layer '%s' has %d weight matrices"
                                    % (self.opt("input_idx"), layer["name"], len(layer["weights"])))
         if self.opt("show_preds"):
-            self.softmax_name = self.get_layer_idx(self.opt("show_preds"), check_type="softmax")
+            self.softmax_name = self.get_layer_idx(self.opt("show_preds"), check_type=self.style["preds_type"])
         for opt in ("write_features", "top5"):
             if self.opt(opt):
                 self.get_layer_idx(self.opt(opt))
@@ -348,7 +363,8 @@ class ShowConvNet(ConvNet):
         if combine:
             ax.imshow(pic, interpolation="nearest", aspect="auto")
         else:
-            ax.imshow(pic, cmap="gray", vmin=0.0, vmax=1.0, interpolation="nearest", aspect="auto")
+            # as 2012's imshow: grey from the darkest to the brightest of what is shown
+            ax.imshow(pic, cmap="gray", interpolation="nearest", aspect="auto")
         return self.save_figure(fig, "filters-%s.png" % file_part(name)), fig
 
     # -- --show-preds ---------------------------------------------------------------------------------
@@ -378,14 +394,15 @@ class ShowConvNet(ConvNet):
             num_classes = dp.get_num_classes()
         except (AttributeError, DataProviderException) as e:
             raise StopTraining("--show-preds needs a labelled data provider: %s" % e)
-        names = dp.batch_meta.get("label_names") or [str(i) for i in range(num_classes)]
-        names = [str(s).split(",")[0] for s in names]
-        labels = np.asarray(data[1][0, :n], dtype=np.int64)
+        names = [str(s) for s in dp.batch_meta.get("label_names") or range(num_classes)]
+        if self.style["first_synonym"]:
+            names = [s.split(",")[0] for s in names]
+        truth = true_classes(data[1], n, num_classes)
         num_imgs = PRED_ROWS * PRED_COLS
         k = min(num_classes, self.style["top_classes"])
-        if self.opt("only_errors"):
+        if self.opt("only_errors"):  # the top guess is none of the case's classes
             probs = self.batch_probs(data, self.softmax_name, views)
-            wrong = np.nonzero(probs.argmax(axis=1) != labels)[0]
+            wrong = np.nonzero(~truth[np.arange(n), probs.argmax(axis=1)])[0]
             cases = np.random.permutation(wrong)[:num_imgs]
             probs = probs[cases]
         else:  # 2012 drew with replacement; distinct cases here
@@ -394,7 +411,7 @@ class ShowConvNet(ConvNet):
         if probs.shape[1] != num_classes:
             raise StopTraining("Layer '%s' has %d outputs but the data have %d classes"
                                % (self.softmax_name, probs.shape[1], num_classes))
-        self.shown_preds = (cases, probs, labels[cases])
+        self.shown_preds = (cases, probs, truth[cases])
         shown_view = CENTRE_VIEW if views > 1 else 0
         try:
             imgs = dp.get_plottable_data(np.ascontiguousarray(data[0][:, shown_view * n + cases]))
@@ -422,13 +439,13 @@ class ShowConvNet(ConvNet):
                 ax.imshow(img[:, :, 0], cmap="gray", vmin=0.0, vmax=1.0, interpolation="nearest")
             else:
                 ax.imshow(np.clip(img, 0.0, 1.0), interpolation="nearest")
-            true = int(labels[cases[i]])
-            ax.set_title(names[true])
+            true = truth[cases[i]]
+            ax.set_title(", ".join(names[c] for c in np.flatnonzero(true)))
             best = top_k(probs[i], k)
             bars = fig.add_subplot(gs[row * 2 + 1, col])
             ylocs = np.arange(k) + 0.5
             bars.barh(ylocs, [probs[i][c] for c in best], height=0.5,
-                      color=["r" if c == true else "b" for c in best])
+                      color=["r" if true[c] else "b" for c in best])
             bars.set_yticks(ylocs)
             bars.set_yticklabels([names[c] for c in best])
             bars.set_xlim(0.0, 1.0)
@@ -488,9 +505,9 @@ class ShowConvNet(ConvNet):
                     grp.create_dataset("labels", data=labels)
                     say("Wrote feature file %s" % out)
                 h5.attrs["num_vis"] = num_ftrs
+            pickle(os.path.join(path, "batches.meta"), {"source_model": self.opt("load_file"), "num_vis": num_ftrs})
         except OSError as e:
             raise StopTraining("Cannot write features to '%s': %s" % (path, e.strerror or e))
-        pickle(os.path.join(path, "batches.meta"), {"source_model": self.opt("load_file"), "num_vis": num_ftrs})
         self.p("Wrote %s and %s" % (os.path.join(path, "batches.meta"), h5path))
 
     # -- --top5 -----------------------------------------------------------------------------------------
@@ -502,6 +519,9 @@ class ShowConvNet(ConvNet):
         n_all = right1 = right5 = 0
         for batchnum, data, say in self.batches("Top-5 error of %s" % name):
             probs = self.batch_probs(data, name, views)
+            if data[1].shape[0] != 1:
+                raise StopTraining("--top5 needs one label per case; the data have a (%d, N) label matrix"
+                                   % data[1].shape[0])
             labels = np.asarray(data[1][0, :probs.shape[0]], dtype=np.int64)
             order = np.argsort(-probs, axis=1, kind="stable")[:, :5]
             hit1 = int((order[:, 0] == labels).sum())
@@ -615,8 +635,11 @@ class ShowConvNet(ConvNet):
                     o.set_default()
                     ckpt_op.options[name] = o
             ckpt_op.eval_expr_defaults()
+            IGPUModel.check_merged_options(ckpt_op, where)
         except OptionException as e:
             raise StopTraining("Error in the checkpoint's options: %s" % e)
+        except UnpickleError as e:
+            raise StopTraining("Error loading checkpoint: %s" % e)
         return ckpt_op, load_dic
 
 

@@ -103,6 +103,7 @@ def rgb_checkpoint(tmp_path_factory, digits):
     w = rng.randn(3, 25, 32).astype(np.float32)
     w[0] += 2.0
     conv1["weights"] = [w.reshape(75, 32)]
+    conv1["weightsInc"] = [np.zeros((75, 32), np.float32)]
     conv1["filterChannels"] = [3]
     conv1["channels"] = [3]
     path = tmp_path_factory.mktemp("rgb") / "1.4"
@@ -291,6 +292,9 @@ def test_local_filters(cropped, tmp_path, capsys, monkeypatch):
     status, out, err = run(["-f", str(cropped), "--show-filters=local1", "--save-dir=%s" % tmp_path], capsys)
     assert status == 0, err
     assert grid_cells(tmp_path / "filters-local1.png")[1:] == (6, 16, 96)
+    # 2012's imshow stretched grey from the darkest to the brightest shown (here the filters
+    # are normalised over all modules' and only some modules' are shown): white is there
+    assert grid_cells(tmp_path / "filters-local1.png")[0].max() == 1.0
     # AlexNet code: one filter at every module, laid out as the modules are (6 x 6)
     status, out, err = run(["-f", str(cropped), "--show-filters=local1", "--local-plane=3",
                             "--save-dir=%s" % (tmp_path / "plane")], capsys)
@@ -310,8 +314,10 @@ def test_predictions_png(digits, tmp_path):
     assert rgb.shape[:2] == (shownet.PREDS_SIZE[1], shownet.PREDS_SIZE[0])
     _, red, blue = colour_masks(rgb)
     assert red.sum() > 50 and blue.sum() > 50
-    cases, probs, labels = m.shown_preds
+    cases, probs, truth = m.shown_preds
     assert len(cases) == 8 and len(set(cases)) == 8
+    assert truth.shape == (8, 10) and (truth.sum(axis=1) == 1).all()   # one label per digit
+    labels = truth.argmax(axis=1)
     assert len(fig.axes) == 16                                  # 2 x 4 images, each with its chart
     images, charts = fig.axes[0::2], fig.axes[1::2]
     assert [a.get_title() for a in images] == [str(int(l)) for l in labels]
@@ -331,8 +337,31 @@ def test_only_errors(digits, tmp_path):
     path, fig = m.plot_predictions()
     assert path.endswith("preds-probs-errors.png")
     read_png(path)
-    cases, probs, labels = m.shown_preds
-    assert len(cases) == 8 and (probs.argmax(axis=1) != labels).all()
+    cases, probs, truth = m.shown_preds
+    assert len(cases) == 8 and (probs.argmax(axis=1) != truth.argmax(axis=1)).all()
+
+
+def test_predictions_with_several_labels_a_case(digits, tmp_path, monkeypatch):
+    """The AlexNet code's label matrices, (classes, N) 0/1 (Flickr's tags): a case's title
+    names all its classes, each of them is a red bar, and a mistake is a top guess outside
+    them. Here every digit is also labelled '0'."""
+    m = model_for(["-f", str(digits[0]), "--show-preds=probs", "--only-errors=1", "--save-dir=%s" % tmp_path])
+    m.style = dict(m.style, first_synonym=True)
+    epoch, batchnum, (x, y) = m.test_data_provider.get_next_batch()
+    multi = np.zeros((10, y.shape[1]), np.float32)
+    multi[y[0].astype(int), np.arange(y.shape[1])] = 1
+    multi[0] = 1
+    monkeypatch.setattr(m, "get_next_batch", lambda train=False: (epoch, batchnum, [x, multi]))
+    probs_of = m.batch_probs  # the digits net itself takes one label a case
+    monkeypatch.setattr(m, "batch_probs", lambda data, *a, **k: probs_of([data[0], y], *a, **k))
+    path, fig = m.plot_predictions()
+    cases, probs, truth = m.shown_preds
+    assert truth[:, 0].all() and (truth.sum(axis=1) <= 2).all()
+    top = probs.argmax(axis=1)
+    assert not truth[np.arange(len(cases)), top].any() and (top != 0).all()
+    for ax, t in zip(fig.axes[0::2], truth):
+        assert ax.get_title() == ", ".join(str(c) for c in np.flatnonzero(t))
+    assert shownet.true_classes(y, 3, 10).tolist() == [[c == int(v) for c in range(10)] for v in y[0, :3]]
 
 
 def test_multiview_predictions(cropped, tmp_path):
@@ -371,6 +400,14 @@ def test_write_features(digits, tmp_path, capsys):
         assert np.array_equal(h5["data_batch_5/labels"][()], labels)
         assert h5.attrs["layer"] == "fc64" and h5.attrs["source_model"] == str(ck) and h5.attrs["num_vis"] == 64
     assert not [f for f in os.listdir(fp) if f.startswith(".")]  # no temporary files left
+
+
+def test_write_features_unwritable_meta_is_one_line(digits, tmp_path, capsys):
+    (tmp_path / "f" / "batches.meta").mkdir(parents=True)
+    status, out, err = run(["-f", str(digits[0]), "--write-features=fc64", "--feature-path=%s" % (tmp_path / "f")],
+                           capsys)
+    assert status == 1 and "Traceback" not in out + err
+    assert err.strip().splitlines()[-1].startswith("Cannot write features to '%s'" % (tmp_path / "f"))
 
 
 def test_features_are_the_nets_outputs(digits, tmp_path, capsys, monkeypatch):

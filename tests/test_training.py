@@ -497,18 +497,35 @@ def _damage(name):
             0, np.zeros((3, 16), np.float32)),
         "biases-wrong-size": lambda d: layer(d["model_state"], "fc4").__setitem__(
             "biases", np.zeros((1, 3), np.float32)),
+        "no-filter-sizes": lambda d: layer(d["model_state"], "conv1").pop("filterChannels"),
+        "layer-without-type": lambda d: layer(d["model_state"], "pool1").pop("type"),
+        "output-not-a-pair": lambda d: d["model_state"]["train_outputs"].__setitem__(1, "junk"),
+        "output-lacks-a-cost": lambda d: d["model_state"]["test_outputs"].__setitem__(0, ({}, 40)),
+        "option-missing": lambda d: d["op"].options.pop("train_batch_range"),
     }[name]
 
 
-@pytest.mark.parametrize("damage", ["op-not-options", "model-state-a-list", "no-epoch", "no-layers",
-                                    "weights-not-a-matrix", "weights-wrong-shape", "biases-wrong-size"])
+DAMAGES = ["op-not-options", "model-state-a-list", "no-epoch", "no-layers", "weights-not-a-matrix",
+           "weights-wrong-shape", "biases-wrong-size", "no-filter-sizes", "layer-without-type",
+           "output-not-a-pair", "output-lacks-a-cost", "option-missing"]
+
+
+@pytest.mark.parametrize("damage", DAMAGES)
 def test_damaged_checkpoint_is_a_one_line_error(tmp_path, trained, damage):
+    """... for training, for shownet and for the HDF5 export, which all read checkpoints."""
     folder = tmp_path / "ConvNet__damaged"
     folder.mkdir()
     dic = load(os.path.join(trained["dir"], "2.2"))
     _damage(damage)(dic)
     pickle(str(folder / "2.2"), dic)
-    assert_one_line_error(cli("-f", str(folder)), "Error loading checkpoint", str(folder / "2.2"))
+    assert_one_line_error(cli("-f", str(folder)), "Error loading checkpoint", str(folder))
+    if damage in ("op-not-options", "model-state-a-list", "no-epoch"):
+        return  # the first steps of every reader, checked once
+    assert_one_line_error(cli("-f", str(folder), "--show-cost=logprob", "--show-filters=conv1",
+                              module="cudaconvnet.shownet", cwd=str(tmp_path)), "Error loading checkpoint")
+    if damage != "option-missing" and not damage.startswith("output"):  # export reads layers only
+        assert_one_line_error(cli(str(folder), str(tmp_path / "out.h5"), module="cudaconvnet.export"),
+                              "Error loading checkpoint", str(folder))
 
 
 def test_file_that_is_not_a_checkpoint(tmp_path):
@@ -894,6 +911,14 @@ def test_unshare_index_out_of_range_is_one_line(tmp_path, trained):
     shutil.copytree(trained["dir"], folder)
     assert_one_line_error(cli("-f", folder, "--unshare-weights=fc4[3]"),
                           "Layer 'fc4' has 1 weight matrices; unable to unshare fc4[3]")
+
+
+def test_data_for_another_net_is_one_line(tmp_path, trained, data12):
+    """12x12 images fed to the 8x8 net: 2012 ran its kernels on the wrong sizes."""
+    folder = str(tmp_path / "ck")
+    shutil.copytree(trained["dir"], folder)
+    assert_one_line_error(cli("-f", folder, "--test-only=1", "--data-path=%s" % data12),
+                          "Data layer 'data' produces 192 outputs, but matrix 0 of the data has 432 rows")
 
 
 def test_unwritable_save_path_stops_before_training(tmp_path, trained):

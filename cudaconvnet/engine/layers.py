@@ -136,6 +136,14 @@ class DataLayer(Layer):
         self.dataIdx = dic["dataIdx"]
 
     def fprop(self, inputs, passType):  # inputs: the minibatch's data matrices
+        # 2012 read past the matrix (or crashed in a kernel) when the data did not fit the net
+        if self.dataIdx >= len(inputs):
+            raise EngineError("Data layer '%s' takes matrix %d of the data, which has %d"
+                              % (self.name, self.dataIdx, len(inputs)))
+        rows = inputs[self.dataIdx].shape[0]
+        if rows != self.dic["outputs"]:
+            raise EngineError("Data layer '%s' produces %d outputs, but matrix %d of the data has %d rows "
+                              "(data made for another net?)" % (self.name, self.dic["outputs"], self.dataIdx, rows))
         self.acts = inputs[self.dataIdx]
 
     def isGradProducer(self):
