@@ -192,7 +192,8 @@ def _build_allowed():
         return frombuffer(buf, _plain_dtype(dtype), shape, order)
 
     def checked_dtype(obj, align=False, copy=False):
-        return _plain_dtype(np.dtype(obj, align, copy))
+        # always numpy's copy: a BUILD on the shared float64 dtype would change every array's
+        return _plain_dtype(np.dtype(obj, bool(align), True))
 
     def no_size(ctor):
         def build(*args):
@@ -260,13 +261,18 @@ class _RestrictedUnpickler(_pickle._Unpickler):
 
     def load_build(self):
         inst, state = self.stack[-2], self.stack[-1]
-        if isinstance(inst, np.ndarray) and isinstance(state, tuple):
+        if isinstance(inst, np.dtype):
+            # tried on a copy first: arrays made with inst already would take a forged state
+            probe = np.dtype(inst.str, False, True)
+            probe.__setstate__(state)
+            _plain_dtype(probe)
+        elif isinstance(inst, np.ndarray) and isinstance(state, tuple):
             for part in state:
                 if isinstance(part, np.dtype):
                     _plain_dtype(part)
+        elif isinstance(inst, np.generic):  # numpy pickles its scalars whole, never so
+            raise _Refused("it sets the state of a numpy scalar")
         super().load_build()
-        if isinstance(inst, np.dtype):
-            _plain_dtype(inst)
 
     dispatch = dict(_pickle._Unpickler.dispatch)
     dispatch[_pickle.BUILD[0]] = load_build

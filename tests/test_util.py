@@ -293,6 +293,13 @@ FORGED = {
                            + _s(b"A" * 8) + b"\x87R",
     "array of 8 GB": _py2_array_of(_py2_dtype("f8", 0), b"", shape=(2 ** 30,)),
     "bytearray of 3 GB": _global("__builtin__", "bytearray") + b"\x8a\x05" + (3 * 10 ** 9).to_bytes(5, "little") + b"\x85R",
+    # a dtype made honestly, used by an array, then given a forged state (memo 0: BINPUT/BINGET)
+    "dtype forged after use": (_py2_dtype("S8", 0, elsize=8) + b"q\x00"
+                               + _py2_array_of(b"h\x00", b"A" * 8)
+                               + b"h\x00(" + _int(3) + _s("|") + b"NNN" + _int(8) + _int(1) + _int(63) + b"tb"
+                               + b"\x86"),
+    "numpy scalar with a state": (_global("numpy.core.multiarray", "scalar") + _py2_dtype("f8", 0, order="<")
+                                  + _s(b"\x00" * 8) + b"\x86R" + b"(" + _int(1) + b"tb"),
 }
 
 
@@ -315,10 +322,21 @@ def test_forged_numpy_state_is_refused(tmp_path):
     for line in lines:
         assert "LOADED" not in line and str(tmp_path) in line, line
     refused = {l.split()[0]: l for l in lines}
-    for name in ("object_scalar", "object_array", "text_claiming_objects", "text_of_size_-1"):
+    for name in ("object_scalar", "object_array", "text_claiming_objects", "text_of_size_-1",
+                 "dtype_forged_after_use"):
         assert "UnsafePickleError" in refused[name] and "dtype" in refused[name]
-    for name in ("ndarray_on_a_buffer", "array_of_8_GB", "bytearray_of_3_GB"):
+    for name in ("ndarray_on_a_buffer", "array_of_8_GB", "bytearray_of_3_GB", "numpy_scalar_with_a_state"):
         assert "UnsafePickleError" in refused[name]
+
+
+def test_dtype_state_never_reaches_numpys_own_dtypes(tmp_path):
+    """numpy.dtype('f8', 0, 0) is numpy's shared float64; a BUILD on it would make every
+    float64 array in the process big-endian. The reader only ever hands out copies."""
+    raw = _py2_pickle(_global("numpy", "dtype") + _s("f8") + _int(0) + _int(0) + b"\x87R"
+                      + b"(" + _int(3) + _s(">") + b"NNN" + _int(-1) + _int(-1) + _int(0) + b"tb")
+    (tmp_path / "p").write_bytes(raw)
+    assert unpickle(tmp_path / "p").str == ">f8"
+    assert np.dtype("f8").str == "<f8" and np.zeros(1).dtype.str == "<f8"
 
 
 def test_reconstructor_with_foreign_base_is_refused(tmp_path):
