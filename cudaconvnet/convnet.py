@@ -340,6 +340,7 @@ class ConvNet(IGPUModel):
         op.options["testing_freq"].default = 50
         op.options["num_epochs"].default = 50000
         op.options["dp_type"].default = None
+        op.parse_order = PARSE_ORDER_2012
         return op
 
 
@@ -435,6 +436,19 @@ def _py2_order(costs):
 
 def _py2_repr(costs):
     return "{" + ", ".join("%r: %r" % (k, costs[k]) for k in _py2_order(costs)) + "}"
+
+
+# The order the AlexNet code's parse() met these options in (its Python 2.7 dict, then its
+# sort), found by running its options under Python 2.7: with several left out, the first of
+# them here is the one named "not supplied". cuda-convnet's order differs only in where
+# --conv-to-local and -f fall (the mandatory options come in the same order in both).
+PARSE_ORDER_2012 = [
+    "testing_freq", "logreg_name", "test_only", "conserve_mem", "multiview_test", "zip_save", "num_gpus",
+    "color_noise", "train_batch_range", "test_batch_range", "wupdate_freq", "max_filesize_mb", "check_grads",
+    "conv_to_local", "pca_noise", "crop_border", "gpu", "save_path", "unshare_weights", "layer_params",
+    "minibatch_size", "num_epochs", "layer_def", "load_file", "data_path", "test_out", "dp_type", "scalar_mean",
+    "test_one",
+]
 
 
 def check_option_values(op):

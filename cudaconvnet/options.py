@@ -208,13 +208,17 @@ class OptionsParser:
         return any(o.value_given for o in self.options.values() if o.default is not None)
 
     def get_options_list(self, sort_order=SORT_LETTER):
-        """The Option objects, by letter, by description, or in definition order with
-        expression defaults last (SORT_EXPR_LAST)."""
+        """The Option objects, by letter, by description, or as parse() checks them
+        (SORT_EXPR_LAST: in parse_order, if the parser has one, else in definition order
+        with expression defaults last)."""
         opts = list(self.options.values())
         if sort_order == self.SORT_LETTER:
             return sorted(opts, key=lambda o: o.letter)
         if sort_order == self.SORT_EXPR_LAST:
-            return sorted(opts, key=lambda o: isinstance(o.default, OptionExpression))
+            # a parser may carry the order its 2012 original met its options in (a Python 2
+            # dict's), which decides what parse() complains of first; options it lacks follow
+            rank = {name: i for i, name in enumerate(getattr(self, "parse_order", None) or ())}
+            return sorted(opts, key=lambda o: (rank.get(o.name, len(rank)), isinstance(o.default, OptionExpression)))
         return sorted(opts, key=lambda o: o.desc)
 
     def print_usage(self, print_constraints=False):

@@ -491,6 +491,29 @@ def test_get_options_list_orders():
     assert [o.name for o in op.get_options_list()] == names(OptionsParser.SORT_LETTER)
 
 
+def test_convnet_names_the_missing_option_2012_named():
+    """With several mandatory options left out, the one 2012 named (the AlexNet code's and
+    cuda-convnet's convnet.py run under Python 2.7, their dict order): each line below gives
+    one more option and the next one named."""
+    from cudaconvnet.convnet import ConvNet
+    given = ["--train-range=1", "--test-range=2"]
+    named = ["--save-path", "--layer-params", "--layer-def", "--data-path", "--data-provider"]
+    values = ["--save-path=s", "--layer-params=p", "--layer-def=d", "--data-path=x", "--data-provider=cifar"]
+    assert _missing(ConvNet.get_options_parser(), []) == "--train-range"
+    assert _missing(ConvNet.get_options_parser(), ["--test-range=2"]) == "--train-range"
+    assert _missing(ConvNet.get_options_parser(), ["--train-range=1"]) == "--test-range"
+    for name, value in zip(named, values):
+        assert _missing(ConvNet.get_options_parser(), given) == name
+        given.append(value)
+    ConvNet.get_options_parser().parse(given)
+
+
+def _missing(op, argv):
+    with pytest.raises(OptionMissingException) as ei:
+        op.parse(argv)
+    return str(ei.value).split()[1]
+
+
 def test_get_set_delete_add():
     op = small_parser()
     op.set_value("train_batch_range", "0")
