@@ -48,6 +48,15 @@ FILTER_TITLE_PX = 30                 # the band above a filter grid that holds i
 FILTER_TARGET_PX = 640               # a filter grid is scaled up by a whole factor towards this width
 FILTER_MAX_SCALE = 12
 
+# The order the AlexNet code's shownet parse() met its options in (as convnet.PARSE_ORDER_2012;
+# cuda-convnet's, with fewer options, differs in where -f falls): without -f, both named
+# --train-range "not supplied".
+SHOWNET_PARSE_ORDER_2012 = [
+    "show_cost", "input_idx", "feature_path", "show_data_grad", "train_batch_range", "show_filters", "norm_filters",
+    "test_batch_range", "webcam", "show_preds", "gpu", "no_rgb", "show_maps", "only_errors", "yuv_to_rgb",
+    "write_features", "channels", "load_file", "top5", "cost_idx", "local_plane",
+]
+
 # Options the 2012 code had that need what this port has not: a line to say so.
 UNSUPPORTED = {
     "webcam": "--webcam is not supported here (the 2012 demo read a webcam through OpenCV and pygame)",
@@ -604,6 +613,7 @@ class ShowConvNet(ConvNet):
         op.add_option("show", "show", BooleanOptionParser, "Also show the pictures in a window, if there is a display",
                       default=0)
         op.options["load_file"].default = None
+        op.parse_order = SHOWNET_PARSE_ORDER_2012
         return op
 
     @classmethod

@@ -465,7 +465,7 @@ def test_unsupported_option_is_said(digits, tmp_path, capsys):
 
 
 BAD = [
-    ([None, "--show-cost=logprob"], "Option -f"),  # None: no -f
+    ([None, "--show-cost=logprob"], "Option --train-range"),  # None: no -f; what 2012 named first
     ([], "Nothing to do"),
     (["--show-filters=nosuch"], "'nosuch' not defined"),
     (["--show-filters=pool1"], "has no weights"),
