@@ -62,8 +62,8 @@ UNSUPPORTED = {
     "webcam": "--webcam is not supported here (the 2012 demo read a webcam through OpenCV and pygame)",
     "show_maps": "--show-maps is not supported here (the 2012 code drew maps of ReLU nets only, "
                  "with hard-coded sizes)",
-    "show_data_grad": "--show-data-grad is not supported here (it needs a gradient with respect to the "
-                      "data, which the engine does not compute)",
+    "show_data_grad": "--show-data-grad is not supported here (the AlexNet code's engine call for it, "
+                      "startDataGrad, was commented out: it computed nothing)",
 }
 
 # YUV -> RGB, as 2012's --yuv-to-rgb applied it to filters (rows: R, G, B; columns: Y, U, V).

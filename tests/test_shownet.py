@@ -462,6 +462,8 @@ def test_unsupported_option_is_said(digits, tmp_path, capsys):
     assert status == 0 and "--show-maps is not supported" in err
     status, _, err = run(["-f", str(digits[0]), "--webcam=probs"], capsys)
     assert status == 1 and err.strip().splitlines() == [err.strip()] and "--webcam is not supported" in err
+    status, _, err = run(["-f", str(digits[0]), "--show-data-grad=1"], capsys)
+    assert status == 1 and "startDataGrad, was commented out" in err
 
 
 BAD = [
