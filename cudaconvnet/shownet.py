@@ -406,6 +406,8 @@ class ShowConvNet(ConvNet):
         names = [str(s) for s in dp.batch_meta.get("label_names") or range(num_classes)]
         if self.style["first_synonym"]:
             names = [s.split(",")[0] for s in names]
+        if data[1].shape[0] not in (1, num_classes):
+            raise StopTraining("The data's labels are a (%d, N) matrix, for %d classes" % (data[1].shape[0], num_classes))
         truth = true_classes(data[1], n, num_classes)
         num_imgs = PRED_ROWS * PRED_COLS
         k = min(num_classes, self.style["top_classes"])

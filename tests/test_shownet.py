@@ -14,7 +14,7 @@ matplotlib.use("Agg")
 import matplotlib.image as mpimg  # noqa: E402
 
 from cudaconvnet import shownet  # noqa: E402
-from cudaconvnet.gpumodel import IGPUModel, run_main  # noqa: E402
+from cudaconvnet.gpumodel import IGPUModel, StopTraining, run_main  # noqa: E402
 from cudaconvnet.shownet import ShowConvNet  # noqa: E402
 from cudaconvnet.util import pickle, unpickle  # noqa: E402
 
@@ -362,6 +362,9 @@ def test_predictions_with_several_labels_a_case(digits, tmp_path, monkeypatch):
     for ax, t in zip(fig.axes[0::2], truth):
         assert ax.get_title() == ", ".join(str(c) for c in np.flatnonzero(t))
     assert shownet.true_classes(y, 3, 10).tolist() == [[c == int(v) for c in range(10)] for v in y[0, :3]]
+    monkeypatch.setattr(m, "get_next_batch", lambda train=False: (epoch, batchnum, [x, multi[:7]]))
+    with pytest.raises(StopTraining, match=r"labels are a \(7, N\) matrix, for 10 classes"):
+        m.plot_predictions()
 
 
 def test_multiview_predictions(cropped, tmp_path):
