@@ -229,15 +229,18 @@ class ConvNet(IGPUModel):
     def print_train_time(self, compute_time_py):
         self.p("(%.3f sec)" % compute_time_py)
 
-    def print_costs(self, cost_outputs):
-        """Each cost averaged over the cases, in the order a Python 2 dict gave them;
-        divides the stored sums in place, as 2012 did (the checkpoint keeps the averages)."""
+    def print_costs(self, cost_outputs, copies=0):
+        """Each cost averaged over the cases, in the order a Python 2 dict gave them (copies:
+        how many times 2012 had deep-copied the dict; see _py2_order); divides the stored
+        sums in place, as 2012 did (the checkpoint keeps the averages)."""
         costs, num_cases = cost_outputs[0], cost_outputs[1]
         p = self.p
-        for errname in _py2_order(costs):
+        # "%6f" in cuda-convnet, "%.6f" in the AlexNet code: the same but for nan and inf
+        fmt = "%.6f" if self.dialect() == lay.ALEXNET else "%6f"
+        for errname in _py2_order(costs, copies):
             costs[errname] = [(v / num_cases) for v in costs[errname]]
             p("%s: " % errname, comma=True)
-            p(", ".join("%6f" % v for v in costs[errname]), comma=True)
+            p(", ".join(fmt % v for v in costs[errname]), comma=True)
             if any(math.isnan(v) or math.isinf(v) for v in costs[errname]):
                 p("^ got nan or inf!")
                 raise StopTraining("", 1)
@@ -249,11 +252,15 @@ class ConvNet(IGPUModel):
         p = self.p
         p("")
         p("======================Test output======================")
-        self.print_costs(self.test_outputs[-1])
-        if self.dialect() == lay.ALEXNET:
+        chm = self.dialect() == lay.ALEXNET
+        # the AlexNet code's aggregate_test_outputs deep-copied the batches' cost dicts: once
+        # for the test output, once more for the averages (cuda-convnet's summed in place)
+        self.print_costs(self.test_outputs[-1], copies=1 if chm else 0)
+        if chm:
             p(NL + "----------------------Averages-------------------------")
             n = len(self.opt("test_batch_range"))
-            self.print_costs((self.aggregate_test_outputs(self.test_outputs[-n:])[0], min(len(self.test_outputs), n)))
+            self.print_costs((self.aggregate_test_outputs(self.test_outputs[-n:])[0], min(len(self.test_outputs), n)),
+                             copies=2)
         p("")
         p("-------------------------------------------------------", comma=True)
         layers = self.model_state["layers"]
@@ -426,12 +433,17 @@ def _as_random_state(state):
     return version, tuple(internal), gauss
 
 
-def _py2_order(costs):
-    """The cost names in the order 2012 printed them: a Python 2 dict filled in name order."""
-    d = Py2Dict()
-    for k in sorted(costs):
-        d[k] = None
-    return list(d)
+def _py2_order(costs, copies=0):
+    """The cost names in the order 2012 printed them: a Python 2 dict filled in name order
+    (the engine's std::map), then deep-copied `copies` times (a copy is filled in the order
+    its original iterates, which can differ where names collide in the hash table)."""
+    names = sorted(costs)
+    for _ in range(copies + 1):
+        d = Py2Dict()
+        for k in names:
+            d[k] = None
+        names = list(d)
+    return names
 
 
 def _py2_repr(costs):

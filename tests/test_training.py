@@ -711,6 +711,30 @@ def test_nan_or_inf_stops_with_status_1(tmp_path, data8):
     assert re.search(r"nan|inf", last.split("logprob:")[1].split("^")[0])
 
 
+@pytest.mark.parametrize("dialect,line", [("cuda-convnet", "logprob:     nan, 0.500000 ^ got nan or inf!\n"),
+                                          ("alexnet", "logprob:  nan, 0.500000 ^ got nan or inf!\n")])
+def test_nan_cost_line_per_dialect(dialect, line):
+    """cuda-convnet printed costs with "%6f", the AlexNet code with "%.6f" (chm:convnet.py:130):
+    the same but for nan and inf, which the line that stops a diverging run shows."""
+    from types import SimpleNamespace
+    from cudaconvnet.printer import Py2Print
+    out = io.StringIO()
+    model = SimpleNamespace(p=Py2Print(out), dialect=lambda: dialect)
+    with pytest.raises(StopTraining):
+        convnet.ConvNet.print_costs(model, ({"logprob": [float("nan"), 2.0]}, 4))
+    assert out.getvalue() == line
+
+
+def test_py2_cost_order_after_deep_copies():
+    """The order 2012 printed costs in: a Python 2 dict filled in name order (training
+    lines), then deep-copied once (the AlexNet code's test output) or twice (its averages).
+    The expected lists are Python 2.7's own, for copy.deepcopy of such dicts."""
+    assert [convnet._py2_order(dict.fromkeys(["logreg", "logreg1"]), c) for c in range(3)] == \
+        [["logreg1", "logreg"], ["logreg", "logreg1"], ["logreg1", "logreg"]]
+    assert [convnet._py2_order(dict.fromkeys(["sqdiff", "xent"]), c) for c in range(3)] == \
+        [["xent", "sqdiff"], ["sqdiff", "xent"], ["xent", "sqdiff"]]
+
+
 def test_test_only_prints_each_batch_then_the_test_block(tmp_path, trained):
     proc = cli("-f", trained["dir"], "--test-only=1")
     assert proc.returncode == 0, proc.stderr
