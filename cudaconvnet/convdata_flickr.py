@@ -114,9 +114,7 @@ class JPEGCroppedFlickrCEDP(_CroppedImageNetBase):
     def prepare_batch(self, obj, epoch, batchnum):
         path = self.get_data_file_name(batchnum)
         strings, tags = unpack_flickr_batch(obj, path)
-        n, i = len(strings), self.inner_size
-        if n == 0:
-            raise DataProviderException("'%s' holds no images" % path)
+        i = self.inner_size
         # 2012 stopped on an unreadable image (fix-flickr.py had removed them from its
         # batches); like inet-lr-cropped-jpeg, drop every view of it and its labels
         return crop_jpeg_batch(self, strings, self.tag_matrix(tags), path, batchnum,

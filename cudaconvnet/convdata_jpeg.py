@@ -118,12 +118,10 @@ class JPEGCroppedImageNetLogRegDP(_CroppedImageNetBase):
     def prepare_batch(self, obj, epoch, batchnum):
         path = self.get_data_file_name(batchnum)
         strings, labels = unpack_jpeg_batch(obj, path)
-        n, i = len(strings), self.inner_size
-        if n == 0:
-            raise DataProviderException("'%s' holds no images" % path)
         # an unlabelled image is class 0, without the offset (CHM)
         labels = self.get_labels({"labels": [0 if l is None else l + self.label_offset for l in labels]},
-                                 n, path)
+                                 len(strings), path)
+        i = self.inner_size
         mean = self.data_mean_crop
         if isinstance(mean, np.ndarray):
             mean = mean.reshape(3, i, i, 1)
@@ -135,8 +133,11 @@ def crop_jpeg_batch(dp, strings, labels, path, batchnum, mean, no_crop=False, fi
     """[views, labels] of a batch of JPEGs for a cropping provider dp: decoded on its pool of
     threads, cropped, flipped and noised by its draws, mean subtracted; labels (rows, n)
     tiled over the views. Unreadable images are dropped with every view of them and their
-    label columns (CHM dropped them), and counted in dp.decode_failures."""
+    label columns (CHM dropped them), and counted in dp.decode_failures; a batch of no
+    images, or of none readable, is an error."""
     n, s, i = len(strings), dp.img_size, dp.inner_size
+    if n == 0:
+        raise DataProviderException("'%s' holds no images" % path)
     crops, noise = dp.draw(n)
     cropped = np.empty((3 * i * i, n * dp.data_mult), dtype=np.single)
     out = cropped.reshape(3, i, i, n * dp.data_mult)

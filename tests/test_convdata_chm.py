@@ -15,14 +15,7 @@ from cudaconvnet import convdata, convdata_flickr, convnet
 from cudaconvnet.data import DataProvider, DataProviderException, dp_classes, dp_types
 from cudaconvnet.gpumodel import StopTraining
 from cudaconvnet.util import pickle
-
-
-def write_dir(d, batches, meta):
-    os.makedirs(d, exist_ok=True)
-    for num, obj in batches.items():
-        pickle(os.path.join(d, "data_batch_%d" % num), obj)
-    pickle(os.path.join(d, "batches.meta"), meta)
-    return str(d)
+from test_data import write_batches
 
 
 def one_line_error(fn, *words):
@@ -58,7 +51,7 @@ def flat_dir(tmp_path):
     b1 = {"data": np.arange(6 * 4, dtype=np.uint8).reshape(6, 4), "labels": [2, 0, 3, 2]}
     b2 = {"data": np.full((6, 3), 7, dtype=np.uint8), "labels": np.array([1.0, 1.0, 0.0])}
     meta = {"num_vis": 6, "data_mean": FLAT_MEAN, "label_names": ["a", "b", "c", "d"]}
-    return write_dir(tmp_path / "flat", {1: b1, 2: b2}, meta)
+    return write_batches(tmp_path / "flat", {1: b1, 2: b2}, meta)
 
 
 def test_flatmem_data_minus_mean_and_one_hot_labelprobs(flat_dir):
@@ -93,11 +86,11 @@ def test_flatmem_bad_input(tmp_path, flat_dir):
     pickle(os.path.join(flat_dir, "data_batch_3"), {"data": np.zeros((5, 2), np.uint8), "labels": [0, 1]})
     one_line_error(lambda: DataProvider.get_instance(flat_dir, [3], type="flatmem"), "data_batch_3", "'data'")
     for key in ("data_mean", "label_names"):
-        d = write_dir(tmp_path / key, {1: {"data": np.zeros((6, 1), np.uint8), "labels": [0]}},
+        d = write_batches(tmp_path / key, {1: {"data": np.zeros((6, 1), np.uint8), "labels": [0]}},
                       {k: v for k, v in {"num_vis": 6, "data_mean": FLAT_MEAN, "label_names": ["a"]}.items()
                        if k != key})
         one_line_error(lambda: DataProvider.get_instance(d, [1], type="flatmem"), "batches.meta", key)
-    d = write_dir(tmp_path / "short", {1: {"data": np.zeros((6, 1), np.uint8), "labels": [0]}},
+    d = write_batches(tmp_path / "short", {1: {"data": np.zeros((6, 1), np.uint8), "labels": [0]}},
                   {"num_vis": 6, "data_mean": FLAT_MEAN[:5], "label_names": ["a"]})
     one_line_error(lambda: DataProvider.get_instance(d, [1], type="flatmem"), "batches.meta", "data_mean",
                    "5 values")
@@ -125,7 +118,7 @@ def rs_dir(tmp_path):
     meta = {"num_vis": 3 * S * S, "data_mean": mean.reshape(-1, 1), "color_pca": PCA,
             "label_names": ["c%d" % i for i in range(CLASSES)]}
     batch = {"data": imgs.reshape(3 * S * S, N), "labels": [k % CLASSES for k in range(N)]}
-    return write_dir(tmp_path / "rs", {1: batch}, meta), imgs, mean
+    return write_batches(tmp_path / "rs", {1: batch}, meta), imgs, mean
 
 
 def flipped_by_chunk(imgs, flips):
@@ -275,7 +268,7 @@ def flickr(tmp_path):
     mean = np.random.RandomState(6).uniform(100, 140, 3 * FS * FS).astype(np.float32)
     meta = {"num_vis": 3 * FS * FS, "data_mean": mean, "color_pca": PCA, "batch_size": 48,
             "label_names": ["t%d" % i for i in range(FLICKR_CLASSES)], "freq_to_id": FREQ}
-    d = write_dir(tmp_path / "flickr", {1: (strings, [(FS, FS)] * N, flickr_tags(N))}, meta)
+    d = write_batches(tmp_path / "flickr", {1: (strings, [(FS, FS)] * N, flickr_tags(N))}, meta)
     return d, strings, pix, mean.reshape(3, FS, FS)[:, FB:FB + FI, FB:FB + FI]
 
 
@@ -429,7 +422,7 @@ def test_flatmem_feeds_a_cross_entropy_net_and_checkpoints(tmp_path):
         batches[b] = {"data": np.clip(protos[labels] + rs.normal(0, 30, (64, 20)), 0, 255).T.astype(np.uint8),
                       "labels": labels.tolist()}
     mean = np.mean([bb["data"].mean(axis=1) for bb in batches.values()], axis=0)
-    d = write_dir(tmp_path / "data", batches, {"num_vis": 20, "data_mean": mean, "label_names": list("abcd")})
+    d = write_batches(tmp_path / "data", batches, {"num_vis": 20, "data_mean": mean, "label_names": list("abcd")})
     net = (DATA + section("fc4", type="fc", inputs="data", outputs=4, initW=0.01, neuron="logistic", gpu=0)
            + section("ce", type="cost.crossent2", inputs="labels,fc4", gpu=0))
     params = section("fc4", **LEARN) + section("ce", coeff=1)
