@@ -356,6 +356,16 @@ struct RowMajorTile {
     __device__ float* at(const int m, const int n) const { return &c[m * ld + n]; }
 };
 
+// The thread's four columns nTile + col + j of N (place, image) pairs, the place split into
+// (y, x) of a row `width` long (filterActs: modules; imgActs: pixels); y = -1 past the last
+__device__ __forceinline__ void splitColumns(const int nTile, const int numImages, const int width, const int N,
+                                             int (&y)[4], int (&x)[4], int (&i)[4]) {
+    for (int j = 0; j < 4; j++) {
+        const int n = nTile + Lie<true, IG_TILE>::col() + j, place = n / numImages;
+        y[j] = n < N ? place / width : -1, x[j] = place % width, i[j] = n % numImages;
+    }
+}
+
 /* ===================================================================================== *
  * filterActs                                                                            *
  * ===================================================================================== */
@@ -437,10 +447,7 @@ kImplicitFilterActs(const float* images, const float* filters, float* targets, c
     FilterActsB<vecB, IG_TILE> lb;
     lb.img = ImagePixels{images, imgStride, imgSizeY, imgSizeX, paddingStart, moduleStride, filterSize};
     lb.color0 = g * numFilterColors, lb.filterPixels = filterPixels, lb.K = K;
-    for (int j = 0; j < 4; j++) {
-        const int n = nTile + Lie<true, IG_TILE>::col() + j, m = n / numImages;
-        lb.my[j] = n < N ? m / numModulesX : -1, lb.mx[j] = m % numModulesX, lb.i[j] = n % numImages;
-    }
+    splitColumns(nTile, numImages, numModulesX, N, lb.my, lb.mx, lb.i);
 
     const RowMajorTile out{&targets[(size_t)(g * numFiltersPerGroup + mTile) * N + nTile], (size_t)N,
                            numFiltersPerGroup - mTile, N - nTile};
@@ -555,10 +562,7 @@ kImplicitImgActs(const float* hidActs, const float* filters, float* targets, con
     lb.numImages = numImages, lb.numFiltersPerGroup = numFiltersPerGroup, lb.numModulesY = numModulesY;
     lb.numModulesX = numModulesX, lb.filterSize = filterSize, lb.paddingStart = paddingStart;
     lb.moduleStride = moduleStride, lb.K = K;
-    for (int j = 0; j < 4; j++) {
-        const int n = nTile + Lie<true, IG_TILE>::col() + j, pixel = n / numImages;
-        lb.y[j] = n < N ? pixel / imgSizeX : -1, lb.x[j] = pixel % imgSizeX, lb.i[j] = n % numImages;
-    }
+    splitColumns(nTile, numImages, imgSizeX, N, lb.y, lb.x, lb.i);
 
     const ImgActsOut out{&targets[(size_t)g * numFilterColors * imgPixels * targetStride], imgPixels, numImages,
                          targetStride, numFilterColors - mTile, N - nTile, mTile, nTile};
