@@ -572,13 +572,10 @@ def test_msm(tmp_path):
 # ==========================================================================================
 # mixed nets
 # ==========================================================================================
-def test_mini_alexnet(tmp_path):
+def mini_alexnet():
     """Two towers as in the 2012 ImageNet net: cross-map norms (blocked and not, minDiv=2),
     overlapping max pools, a layer reading both towers, average pools, concat, dropout, fc and
-    logreg.
-    (Smooth units: the AlexNet code's steps, 0.02 for conv weights and 0.05 for their biases,
-    cross relu kinks in a deep net. Even so its relative errors here are about 1.5%, close to
-    the 2% threshold: other seeds (CUDACONVNET_GC_SEED) can fail a conv bias by a hair.)"""
+    logreg. Returns (defs, params, dims)."""
     defs = [D("data", 0), D("labels", 1)]
     for t in "ab":
         defs += [("conv1" + t, dict(type="conv", inputs="data", channels=3, filters=16, padding=1, filterSize=3,
@@ -598,15 +595,22 @@ def test_mini_alexnet(tmp_path):
     defs += logreg_top("drop6")
     params = {"drop6": dict(enable=1), "norm1a": dict(scale=0.2, pow=0.75, minDiv=2),
               "norm1b": dict(scale=0.2, pow=0.75, minDiv=2)}
-    res = assert_all_pass(tmp_path, CHM, defs, params, dims=(3 * 36, 1))
+    return defs, params, (3 * 36, 1)
+
+
+def test_mini_alexnet(tmp_path):
+    """mini_alexnet's net.
+    (Smooth units: the AlexNet code's steps, 0.02 for conv weights and 0.05 for their biases,
+    cross relu kinks in a deep net. Even so its relative errors here are about 1.5%, close to
+    the 2% threshold: other seeds (CUDACONVNET_GC_SEED) can fail a conv bias by a hair.)"""
+    defs, params, dims = mini_alexnet()
+    res = assert_all_pass(tmp_path, CHM, defs, params, dims=dims)
     assert len(res) == 13
 
 
-@BOTH
-def test_mini_cifar_net(tmp_path, dialect):
-    """As in cuda-convnet's CIFAR configs: conv, pool, rnorm, conv, local, fc. (In the
-    AlexNet dialect, with its coarse conv steps, about 1.7% at this seed: see
-    test_mini_alexnet.)"""
+def mini_cifar_net():
+    """As in cuda-convnet's CIFAR configs: conv, pool, rnorm, conv, local, fc. Returns
+    (defs, params, dims)."""
     defs = [D("data", 0), D("labels", 1),
             ("conv1", dict(type="conv", inputs="data", channels=3, filters=16, padding=1, filterSize=3, partialSum=4,
                            initW=1.0, initB=1, neuron="tanh[1,1]")),
@@ -617,7 +621,15 @@ def test_mini_cifar_net(tmp_path, dialect):
             ("local3", dict(type="local", inputs="conv2", channels=16, filters=16, padding=0, filterSize=1,
                             initW=0.3, neuron="logistic"))]
     defs += logreg_top("local3")
-    res = assert_all_pass(tmp_path, dialect, defs, {"rnorm1": dict(scale=0.2, pow=0.75)}, dims=(3 * 36, 1))
+    return defs, {"rnorm1": dict(scale=0.2, pow=0.75)}, (3 * 36, 1)
+
+
+@BOTH
+def test_mini_cifar_net(tmp_path, dialect):
+    """mini_cifar_net's net. (In the AlexNet dialect, with its coarse conv steps, about 1.7% at
+    this seed: see test_mini_alexnet.)"""
+    defs, params, dims = mini_cifar_net()
+    res = assert_all_pass(tmp_path, dialect, defs, params, dims=dims)
     assert len(res) == 8
 
 
