@@ -465,11 +465,16 @@ PARSE_ORDER_2012 = [
 
 def check_option_values(op):
     """Values the 2012 parser took and its loop could not use (a zero --test-freq divided by
-    zero; a negative --wupdate-freq trained uphill): one line naming the option."""
+    zero; a negative --wupdate-freq trained uphill), and seeds numpy refuses: one line naming
+    the option."""
     for name in ("minibatch_size", "testing_freq", "wupdate_freq"):
         o = op.options.get(name)
         if o is not None and o.value < 1:
             raise StopTraining("Option %s (%s) must be at least 1, not %d" % (o.prefixed_letter, o.desc, o.value))
+    o = op.options.get("seed")
+    if o is not None and not -1 <= o.value < 2 ** 32:  # numpy's seeds, and -1
+        raise StopTraining("Option %s (%s) must be -1 or 0..%d, not %d" % (o.prefixed_letter, o.desc, 2 ** 32 - 1,
+                                                                            o.value))
     o = op.options.get("dialect")
     if o is not None and o.value not in lay.DIALECTS + ("auto",):
         raise StopTraining("Option %s (%s) must be %s or auto, not '%s'"

@@ -442,4 +442,9 @@ def run_main(main):
     except KeyboardInterrupt:
         print("\nInterrupted.", file=sys.stderr)
         status = 130
+    except MemoryError as e:  # a net or minibatch too big for this machine
+        if Py2Print.line_open:
+            print(flush=True)
+        print("Out of memory: %s" % (e or "MemoryError"), file=sys.stderr)
+        status = 1
     sys.exit(status or 0)

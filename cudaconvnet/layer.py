@@ -400,9 +400,12 @@ def _parse_guarded(name, fn):
     compute with (channels=0, stride=0, a negative size...), report it as a config error."""
     try:
         return fn()
-    except (ArithmeticError, ValueError) as e:
+    except (ArithmeticError, ValueError, MemoryError) as e:
         where = "Layer '%s': " % name if name else ""
-        raise LayerParsingError("%scannot compute the layer's geometry from its parameters (%s)" % (where, e)) from None
+        # MemoryError: sizes that parse (outputs=99999999) but whose weights do not fit
+        what = ("not enough memory for the layer's weights" if isinstance(e, MemoryError)
+                else "cannot compute the layer's geometry from its parameters")
+        raise LayerParsingError("%s%s (%s)" % (where, what, e)) from None
 
 
 def _check_unused(layers, chm):

@@ -1641,7 +1641,8 @@ def test_dump_missing_file(tmp_path, capsys):
 
 
 # Configs on which the 2012 parser crashed with a Python traceback (ZeroDivisionError or a NaN
-# size from a bad number computed *before* the range check that would have caught it). The
+# size from a bad number computed *before* the range check that would have caught it, or
+# weights too big to allocate). The
 # port must give a one-line error instead; it still raises the same exceptions.
 CRASHES = [
     # id, layer x, dims; the 2012 line that crashed
@@ -1662,6 +1663,8 @@ CRASHES = [
                        "partialSum=0\n", DIMS),  # cc:715 (randn of a negative size)
     ("conv filterChannels=0", "[x]\ntype=conv\ninputs=data\nchannels=8\ngroups=2\nrandSparse=1\nfilterChannels=0\n"
                               "filters=16\nfilterSize=3\ninitW=0.01\npartialSum=0\n", (512, 1)),  # cc:224
+    # 192 x 10^12 weights: a MemoryError (cc:715), on any machine
+    ("fc outputs=10^12", "[x]\ntype=fc\ninputs=data\noutputs=1000000000000\ninitW=0.01\n", DIMS),
 ]
 
 

@@ -910,7 +910,9 @@ def test_bad_meta_values_are_one_line(tmp_path, trained, meta_change, words):
 @pytest.mark.parametrize("arg,words", [("--mini=0", "--mini (Minibatch size) must be at least 1, not 0"),
                                        ("--test-freq=0", "--test-freq (Testing frequency) must be at least 1"),
                                        ("--wupdate-freq=-1", "must be at least 1, not -1"),
-                                       ("--dialect=alexnett", "must be cuda-convnet, alexnet or auto, not 'alexnett'")])
+                                       ("--dialect=alexnett", "must be cuda-convnet, alexnet or auto, not 'alexnett'"),
+                                       ("--seed=4294967296", "must be -1 or 0..4294967295, not 4294967296"),
+                                       ("--seed=-2", "must be -1 or 0..4294967295, not -2")])
 def test_unusable_option_values_are_one_line(tmp_path, trained, arg, words):
     """2012 took these and then divided by zero, looped over nothing or (a negative
     --wupdate-freq) trained uphill; a misspelt --dialect fell back to detection."""
@@ -943,6 +945,24 @@ def test_data_for_another_net_is_one_line(tmp_path, trained, data12):
     shutil.copytree(trained["dir"], folder)
     assert_one_line_error(cli("-f", folder, "--test-only=1", "--data-path=%s" % data12),
                           "Data layer 'data' produces 192 outputs, but matrix 0 of the data has 432 rows")
+
+
+@pytest.mark.parametrize("change,words", [
+    # the local parser allows a stride past the filter; the 2012 kernel wrappers asserted
+    (("type=conv", "type=local", "stride=1", "stride=4"),
+     "Layer 'conv1': localFilterActs: moduleStride (4) must not exceed filterSize (3)"),
+    # a pool start past the image gives outputsX = -46 (and 16 * 46^2 outputs) in 2012 too
+    (("start=0", "start=100"), "Layer 'pool1': convLocalPool: subsX (2), strideX (2) and outputsX (-46)"),
+])
+def test_sizes_the_kernels_refuse_are_one_line(tmp_path, data8, change, words):
+    """Sizes the 2012 parser let through and its kernels refused in the first batch (an
+    assert that stopped the process): one line naming the layer and the operation."""
+    net = CONV_NET
+    for old, new in zip(change[::2], change[1::2]):
+        assert old in net
+        net = net.replace(old, new, 1)
+    ldef, lpar = write_net(tmp_path, "bad", net, CONV_PARAMS)
+    assert_one_line_error(cli(*base_args(data8, str(tmp_path / "s"), ldef, lpar, epochs=1)), words)
 
 
 def test_unwritable_save_path_stops_before_training(tmp_path, trained):
@@ -986,6 +1006,20 @@ def test_error_after_a_progress_line_starts_its_own_line(capsys):
     with pytest.raises(SystemExit):
         run_main(after_a_whole_line)
     assert capsys.readouterr() == ("1.2... logprob: 0.5\n", "stopped\n")
+
+
+def test_out_of_memory_is_one_line(capsys):
+    """A net or minibatch too big for the machine: one line and status 1, not a traceback."""
+    from cudaconvnet.printer import Py2Print
+
+    def main():
+        Py2Print()("1.1...", comma=True)
+        np.empty((1 << 40, 1 << 20), dtype=np.float32)   # 4 EiB: refused on any machine
+    with pytest.raises(SystemExit) as ei:
+        run_main(main)
+    out, err = capsys.readouterr()
+    assert ei.value.code == 1 and out == "1.1...\n"
+    assert err.startswith("Out of memory: Unable to allocate") and err.count("\n") == 1
 
 
 # ---------------------------------------------------------------------------------------

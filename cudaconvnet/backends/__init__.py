@@ -31,6 +31,11 @@ class BackendUnavailable(Exception):
     """The asked-for backend cannot run here; the message says why."""
 
 
+class KernelArgumentError(ValueError):
+    """Arguments an operation refuses, its message naming the operation. These are the
+    2012 host code's asserts, which aborted the process; the engine names the layer."""
+
+
 def get_backend(name="auto"):
     """The backend module for 'numpy', 'cuda' or 'auto' (the GPU when there is one)."""
     if name == "auto":

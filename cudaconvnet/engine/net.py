@@ -6,16 +6,28 @@ through its C++ module (initModel, startBatch, finishBatch, checkGradients,
 startMultiviewTest, startFeatureWriter, syncWithHost). Layers marked gpu=N run on the one
 device of this engine.
 """
+import contextlib
 import math
 import random
 
 import numpy as np
 
+from ..backends import KernelArgumentError
 from ..layer import CUDA_CONVNET
 from .cost import Cost
 from .layers import PASS_GC, PASS_TEST, PASS_TRAIN, CostLayer, DataLayer, EngineError, make_layer
 
 GC_REL_ERR_THRESH = 0.02  # a gradient check fails above this relative error
+
+
+@contextlib.contextmanager
+def refusals_named(layer):
+    """An operation refusing a layer's sizes (where 2012 stopped at an assert) becomes one
+    error naming the layer: the parser lets through some sizes the kernels cannot run."""
+    try:
+        yield
+    except KernelArgumentError as e:
+        raise EngineError("Layer '%s': %s" % (layer.name, e)) from None
 
 
 def topological_order(dicts, names_of_inputs):
@@ -84,17 +96,15 @@ class ConvNet:
                 if layer.dataIdx >= len(data):
                     raise EngineError("data layer '%s' wants data matrix %d, but the data provider gives %d"
                                       % (layer.name, layer.dataIdx, len(data)))
-                layer.fprop(data, passType)
-            else:
-                layer.fprop([p.acts for p in layer.prev], passType)
+            with refusals_named(layer):
+                layer.fprop(data if isinstance(layer, DataLayer) else [p.acts for p in layer.prev], passType)
 
     def bprop(self, passType):
         """From the costs down; a layer runs once every grad-producing layer above it has."""
         for layer in reversed(self.layers):
-            if isinstance(layer, CostLayer):
-                layer.bprop(passType)
-            elif layer.rcvdBInputs > 0 and layer.rcvdBInputs == layer.numGradProducersNext:
-                layer.bprop(passType)
+            if isinstance(layer, CostLayer) or 0 < layer.rcvdBInputs == layer.numGradProducersNext:
+                with refusals_named(layer):
+                    layer.bprop(passType)
         self.reset()
 
     def updateWeights(self, progress=0.0):

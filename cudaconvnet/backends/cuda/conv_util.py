@@ -12,12 +12,13 @@ selector against a table of the 2012 branches, without a GPU.
 
 Shape limits are the 2012 kernels' (the layer parser enforces them for real nets): e.g.
 max/avg-pool gradients and the norm gradients need numFilters % 16 == 0; a selector says
-so with a ValueError naming the operation.
+so with a KernelArgumentError naming the operation.
 """
 import functools
 
 import numpy as np
 
+from .. import KernelArgumentError
 from ..numpy.conv_util import (avg_undo_check, blur_check, crop_check, max_undo_check, nails_check, norm_check,
                                pool_check, reflect_check, resize_check)
 from ..numpy.filter_acts import exact_div
@@ -59,7 +60,7 @@ def select_pool(pooler, numFilters, numImages, subsX, strideX, outputsX):
 
 def _need16(fn, numFilters):
     if numFilters % 16 != 0:
-        raise ValueError("%s: the 2012 kernel needs numFilters divisible by 16, got %d" % (fn, numFilters))
+        raise KernelArgumentError("%s: the 2012 kernel needs numFilters divisible by 16, got %d" % (fn, numFilters))
 
 
 def _add(scaleTargets, scaleOutput):
@@ -93,7 +94,7 @@ def select_cnorm(numFilters, numImages, imgSize, sizeX):
     numFilters % 4 == 0), kCNorm_fewfilter for at most 8 filters, else kCNorm_manyfilter."""
     fn = "convContrastNorm"
     if not (numFilters % 16 == 0 or numFilters <= 8):
-        raise ValueError("%s: the 2012 kernels need numFilters <= 8 or divisible by 16, got %d" % (fn, numFilters))
+        raise KernelArgumentError("%s: the 2012 kernels need numFilters <= 8 or divisible by 16, got %d" % (fn, numFilters))
     if sizeX >= 6 and numFilters % 4 == 0:
         ccb = numImages % (8 * 8) != 0
         grid = (DIVUP(imgSize, 4) * DIVUP(numImages, 8 * 8), DIVUP(imgSize, 4) * numFilters // 4)
@@ -139,7 +140,7 @@ def select_cross_map_norm(numFilters, numImages, imgSize, sizeF, blocked):
     fn = "convResponseNormCrossMap"
     _need16(fn, numFilters)
     if not 0 < sizeF <= numFilters:
-        raise ValueError("%s: sizeF (%d) must be in [1, numFilters = %d]" % (fn, sizeF, numFilters))
+        raise KernelArgumentError("%s: sizeF (%d) must be in [1, numFilters = %d]" % (fn, sizeF, numFilters))
     ccb = numImages % 128 != 0
     grid = (DIVUP(numImages, 32 * 4) * imgSize, (numFilters // 4) * imgSize)
     return check_grid(fn, Launch(FILE, "kFCNorm", (4, 32, 4, ccb, bool(blocked)), grid, (32, 4, 1)))
@@ -150,7 +151,7 @@ def select_cross_map_undo(numFilters, numImages, imgSize, sizeF, blocked, scaleT
     fn = "convResponseNormCrossMapUndo"
     _need16(fn, numFilters)
     if not 0 < sizeF <= numFilters:
-        raise ValueError("%s: sizeF (%d) must be in [1, numFilters = %d]" % (fn, sizeF, numFilters))
+        raise KernelArgumentError("%s: sizeF (%d) must be in [1, numFilters = %d]" % (fn, sizeF, numFilters))
     ccb = numImages % 128 != 0
     grid = (DIVUP(numImages, 32 * 4) * imgSize, (numFilters // 4) * imgSize)
     return [select_rnorm_prelims(numFilters * imgSize * imgSize * numImages),
@@ -163,9 +164,9 @@ def select_tica(grad, numFilters, numImages, imgSize, sizeX):
     2012 host code allowed only numFilters > 8 (divisible by 16) and sizeX < 6."""
     fn = "convTICAGrad" if grad else "convTICA"
     if not (numFilters > 8 and numFilters % 16 == 0):
-        raise ValueError("%s: the 2012 kernel needs numFilters > 8 and divisible by 16, got %d" % (fn, numFilters))
+        raise KernelArgumentError("%s: the 2012 kernel needs numFilters > 8 and divisible by 16, got %d" % (fn, numFilters))
     if sizeX >= 6:
-        raise ValueError("%s: the 2012 kernel needs sizeX < 6, got %d" % (fn, sizeX))
+        raise KernelArgumentError("%s: the 2012 kernel needs sizeX < 6, got %d" % (fn, sizeX))
     ccb = numImages % 128 != 0
     grid = (DIVUP(numImages, 32 * 4) * imgSize, (numFilters // (4 * 2)) * imgSize)
     name = "kTICAGrad_manyfilter" if grad else "kTICA_manyfilter"
@@ -175,7 +176,7 @@ def select_tica(grad, numFilters, numImages, imgSize, sizeX):
 def select_blur(radius, numChannels, numImages, imgSize):
     """convGaussianBlur: kGaussianBlur<4, 32, radius>, radius 1..4."""
     if not 1 <= radius <= 4:
-        raise ValueError("convGaussianBlur: filter radius must be 1..4, got %d" % radius)
+        raise KernelArgumentError("convGaussianBlur: filter radius must be 1..4, got %d" % radius)
     return check_grid("convGaussianBlur", Launch(FILE, "kGaussianBlur", (4, 32, radius),
                                                   (DIVUP(numImages, 32), DIVUP(numChannels * imgSize, 4)),
                                                   (32, 4, 1)))

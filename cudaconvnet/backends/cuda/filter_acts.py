@@ -9,7 +9,7 @@ asks the selector and launches. PyCUDA is imported only when a kernel is launche
 
 Also home of what the conv-family host modules share (Launch, the GPU matrix checks, run).
 
-What the 2012 kernels cannot do and the NumPy reference can (ValueError here): numbers of
+What the 2012 kernels cannot do and the NumPy reference can (KernelArgumentError here): numbers of
 filters that are not a multiple of 16 per group; 4 or more colours that are odd (no
 groups) or an odd number of colours per group; grids whose second dimension would pass
 65535 blocks (numModules * numFilters / 32 or / 16).
@@ -18,6 +18,7 @@ from collections import namedtuple
 
 import numpy as np
 
+from .. import KernelArgumentError
 from ..numpy.filter_acts import filter_acts_geometry
 from . import conv_gemm
 from .nvmatrix import DIVUP, check_gpu_matrix, check_grid, imgs_per_thread_128
@@ -38,9 +39,9 @@ class Launch(namedtuple("Launch", "file name args grid block")):
 
 
 def require(cond, fn, message):
-    """A 2012 host-code assert, as a ValueError naming the function."""
+    """A 2012 host-code assert, as a KernelArgumentError naming the function."""
     if not cond:
-        raise ValueError("%s: %s" % (fn, message))
+        raise KernelArgumentError("%s: %s" % (fn, message))
 
 
 def require_groups(fn, numImgColors, numGroups):

@@ -5,7 +5,7 @@ Same functions, arguments and semantics as cudaconvnet/backends/numpy/img_acts.p
 pycuda GPUArrays. `select_img_acts` is the 2012 host code's choice of kernel, template
 arguments, grid and block, as a pure function.
 
-What the 2012 kernels cannot do and the NumPy reference can (ValueError here): numbers of
+What the 2012 kernels cannot do and the NumPy reference can (KernelArgumentError here): numbers of
 filters that are not a multiple of 16 per group; 4 or more colours that are odd (no
 groups); colours per group that are not a multiple of 4 (groups); more than 65535 image
 pixels with 8 or more colours per group (one block row per pixel). Unlike filterActs the

@@ -10,6 +10,7 @@ label distributions (numOut, numCases). The selectors (select_*) are pure Python
 """
 import numpy as np
 
+from .. import KernelArgumentError
 from .nvmatrix import DIVUP, Launch, apply_binary, apply_ternary, check_gpu_matrix, launch, max_cols, ptr, to_host
 
 f32 = np.float32
@@ -89,11 +90,11 @@ def _run(lc, *args):
 def _labels_int(fn, labels, numCases, numOut):
     check_gpu_matrix(fn, "labels", labels)
     if labels.size != numCases:
-        raise ValueError("%s: labels has %d elements, expected numCases = %d" % (fn, labels.size, numCases))
+        raise KernelArgumentError("%s: labels has %d elements, expected numCases = %d" % (fn, labels.size, numCases))
     if CHECK_LABELS and numCases:
         lab = to_host(labels).reshape(-1).astype(np.int64)  # int(label) truncates, as in C
         if lab.min() < 0 or lab.max() >= numOut:
-            raise ValueError("%s: labels must lie in [0, %d), got range [%d, %d]"
+            raise KernelArgumentError("%s: labels must lie in [0, %d), got range [%d, %d]"
                              % (fn, numOut, lab.min(), lab.max()))
 
 

@@ -17,6 +17,7 @@ from collections import namedtuple
 
 import numpy as np
 
+from .. import KernelArgumentError
 from . import cublas, loader
 
 f32 = np.float32
@@ -100,10 +101,10 @@ def select_aggregate(axis, height, width, agg, op):
     if axis == 0:
         blocks = DIVUP(width, NUM_SUM_COLS_THREADS_PER_BLOCK)
         if blocks >= NUM_BLOCKS_MAX:
-            raise ValueError("aggregate: %d columns is more than the 2012 kernel's grid holds" % width)
+            raise KernelArgumentError("aggregate: %d columns is more than the 2012 kernel's grid holds" % width)
         return Launch(FILE, "kDumbAggCols", (agg, op), (blocks, 1), (NUM_SUM_COLS_THREADS_PER_BLOCK, 1, 1))
     if axis != 1:
-        raise ValueError("aggregate: axis must be 0 or 1, got %r" % (axis,))
+        raise KernelArgumentError("aggregate: axis must be 0 or 1, got %r" % (axis,))
     if width == 1:
         return select_eltwise(2, op, height, 1)
     if height >= 16384:
@@ -295,38 +296,38 @@ def is_contiguous(m):
 
 
 def check_gpu_matrix(fn, name, a, rows=None, cols=None, contiguous=True):
-    """Raise ValueError unless `a` is a 2-D float32 GPU matrix of that shape whose columns
+    """Raise KernelArgumentError unless `a` is a 2-D float32 GPU matrix of that shape whose columns
     are adjacent (and, with `contiguous`, whose rows follow one another: a row slice is, a
     column slice is not); return its row stride in floats. Every host module of this
     backend checks its arguments with it."""
     shape = getattr(a, "shape", None)
     if shape is None or not hasattr(a, "gpudata") or len(shape) != 2:
-        raise ValueError("%s: %s must be a 2-D pycuda GPUArray, got %s" % (
+        raise KernelArgumentError("%s: %s must be a 2-D pycuda GPUArray, got %s" % (
             fn, name, "%d-D" % len(shape) if shape is not None and hasattr(a, "gpudata") else type(a).__name__))
     if np.dtype(a.dtype) != f32:
-        raise ValueError("%s: %s must be float32, got %s" % (fn, name, a.dtype))
+        raise KernelArgumentError("%s: %s must be float32, got %s" % (fn, name, a.dtype))
     if rows is not None and shape[0] != rows:
-        raise ValueError("%s: %s has %d rows, expected %d" % (fn, name, shape[0], rows))
+        raise KernelArgumentError("%s: %s has %d rows, expected %d" % (fn, name, shape[0], rows))
     if cols is not None and shape[1] != cols:
-        raise ValueError("%s: %s has %d columns, expected %d" % (fn, name, shape[1], cols))
+        raise KernelArgumentError("%s: %s has %d columns, expected %d" % (fn, name, shape[1], cols))
     r, c = shape
     s0, s1 = a.strides
     if r > 1 or c > 1:
         if c > 1 and s1 != 4 or s0 % 4 or (r > 1 and s0 < 4 * c):
-            raise ValueError("%s: %s must have adjacent columns (strides %s)" % (fn, name, a.strides))
+            raise KernelArgumentError("%s: %s must have adjacent columns (strides %s)" % (fn, name, a.strides))
         if contiguous and r > 1 and s0 != 4 * c:
-            raise ValueError("%s: %s must be C-contiguous (strides %s)" % (fn, name, a.strides))
+            raise KernelArgumentError("%s: %s must be C-contiguous (strides %s)" % (fn, name, a.strides))
     stride = s0 // 4 if r > 1 else c
     if r * max(stride, c) > MAX_ELEMENTS:
-        raise ValueError("%s: %s has more than 2^31 elements (the kernels index with int)" % (fn, name))
+        raise KernelArgumentError("%s: %s has more than 2^31 elements (the kernels index with int)" % (fn, name))
     return stride
 
 
 def check_grid(fn, launch):
-    """A launch whose grid CUDA can run (at most 65535 blocks in y), else ValueError."""
+    """A launch whose grid CUDA can run (at most 65535 blocks in y), else KernelArgumentError."""
     gy = launch.grid[1]
     if gy > MAX_GRID_Y:
-        raise ValueError("%s: the 2012 grid for this shape has %d blocks in y, more than CUDA's %d (too many "
+        raise KernelArgumentError("%s: the 2012 grid for this shape has %d blocks in y, more than CUDA's %d (too many "
                          "modules x filters, or image pixels, for the 2012 kernel)" % (fn, gy, MAX_GRID_Y))
     return launch
 
@@ -341,7 +342,7 @@ def same_shape(fn, names, mats):
     s = mats[0].shape
     for n, m in zip(names[1:], mats[1:]):
         if m.shape != s:
-            raise ValueError("%s: %s has shape %s, expected %s (as %s)" % (fn, n, m.shape, s, names[0]))
+            raise KernelArgumentError("%s: %s has shape %s, expected %s (as %s)" % (fn, n, m.shape, s, names[0]))
 
 
 # ==========================================================================================
@@ -412,7 +413,7 @@ def slice_cols(m, start, end):
     fn = "slice_cols"
     check_gpu_matrix(fn, "m", m, contiguous=False)
     if not 0 <= start <= end <= m.shape[1]:
-        raise ValueError("%s: columns [%d, %d) are not inside [0, %d)" % (fn, start, end, m.shape[1]))
+        raise KernelArgumentError("%s: columns [%d, %d) are not inside [0, %d)" % (fn, start, end, m.shape[1]))
     out = empty(m.shape[0], end - start)
     if out.size:
         _copy2d(m[:, start:end], out)
@@ -423,7 +424,7 @@ def reshape(m, rows, cols):
     """A view of a contiguous matrix with another shape (no copy)."""
     check_gpu_matrix("reshape", "m", m)
     if rows * cols != m.size:
-        raise ValueError("reshape: cannot view %s as (%d, %d)" % (m.shape, rows, cols))
+        raise KernelArgumentError("reshape: cannot view %s as (%d, %d)" % (m.shape, rows, cols))
     return m.reshape(int(rows), int(cols))
 
 
@@ -473,10 +474,10 @@ def apply_vector(op, mat, vec, dest, p0=0.0, p1=0.0):
     elif vec.shape == (1, w):
         row = True
     else:
-        raise ValueError("vector operation: the vector has shape %s; for a %dx%d matrix it must be (%d, 1) or "
+        raise KernelArgumentError("vector operation: the vector has shape %s; for a %dx%d matrix it must be (%d, 1) or "
                          "(1, %d)" % (vec.shape, h, w, h, w))
     if not is_contiguous(vec):
-        raise ValueError("vector operation: the vector must be contiguous")
+        raise KernelArgumentError("vector operation: the vector must be contiguous")
     lc = select_vector_op(op, row, h, w)
     launch(lc, FORMATS[lc.kernel], ptr(mat), ptr(vec), ptr(dest), w, h, row_stride(mat), row_stride(dest),
            f32(p0), f32(p1))
@@ -491,9 +492,9 @@ def aggregate(m, axis, target, agg="NVMatrixAggs_Sum", op="NVMatrixBinaryOps_Sec
     size, contiguous."""
     h, w = m.shape
     if m.size == 0:
-        raise ValueError("aggregate: empty matrix")
+        raise KernelArgumentError("aggregate: empty matrix")
     if not is_contiguous(m):
-        raise ValueError("aggregate: the matrix must be contiguous")
+        raise KernelArgumentError("aggregate: the matrix must be contiguous")
     lc = select_aggregate(axis, h, w, agg, op)
     if lc.kernel == "kEltwiseBinaryOp":  # a single column: each row's aggregate is itself
         t = target.reshape(h, 1)
@@ -508,7 +509,7 @@ def aggregate(m, axis, target, agg="NVMatrixAggs_Sum", op="NVMatrixBinaryOps_Sec
 def total_aggregate(m, agg="NVMatrixAggs_Sum"):
     """The host array of at most CPUSUM_MAX partial aggregates of all of m's elements."""
     if not is_contiguous(m):
-        raise ValueError("total aggregate: the matrix must be contiguous")
+        raise KernelArgumentError("total aggregate: the matrix must be contiguous")
     src = m
     for lc, num_cols, n in select_total_agg(m.size, agg):
         out = empty(1, lc.grid[0])
@@ -574,7 +575,7 @@ def addProduct(target, a, b, scaleTarget=0.0, scaleAB=1.0, transA=False, transB=
     m, k = (a.shape[1], a.shape[0]) if transA else a.shape
     k2, n = (b.shape[1], b.shape[0]) if transB else b.shape
     if k != k2:
-        raise ValueError("%s: op(a) is %dx%d but op(b) is %dx%d" % (fn, m, k, k2, n))
+        raise KernelArgumentError("%s: op(a) is %dx%d but op(b) is %dx%d" % (fn, m, k, k2, n))
     check_gpu_matrix(fn, "target", target, m, n, contiguous=False)
     if target.size == 0:
         return
@@ -593,7 +594,7 @@ def gemm_batched(transA, transB, m, n, k, alpha, A, lda, strideA, B, ldb, stride
     if batch <= 0 or m == 0 or n == 0:
         return
     if k <= 0:
-        raise ValueError("gemm_batched: k must be positive, got %d" % k)
+        raise KernelArgumentError("gemm_batched: k must be positive, got %d" % k)
     _pycuda()
     if cublas.available():
         # row-major C = op(A) op(B) is column-major C^T = op(B)^T op(A)^T
@@ -626,7 +627,7 @@ def addSum(target, m, axis, scaleTarget=0.0, scaleSum=1.0):
     check_gpu_matrix(fn, "target", target)
     want = m.shape[1] if axis == 0 else m.shape[0]
     if target.size != want:
-        raise ValueError("%s: target has %d elements, the sum over axis %d has %d" % (fn, target.size, axis, want))
+        raise KernelArgumentError("%s: target has %d elements, the sum over axis %d has %d" % (fn, target.size, axis, want))
     if scaleTarget != 0:
         aggregate(m, axis, target, "NVMatrixAggs_Sum", "NVMatrixBinaryOps_WeightedAdd", scaleTarget, scaleSum)
     else:
@@ -778,7 +779,7 @@ def randomize_binary(randomizer, data, data2, target, p0=0.0, p1=0.0):
 def _shape2(shape):
     shape = tuple(int(s) for s in shape)
     if len(shape) != 2:
-        raise ValueError("random matrices are 2-D, got shape %s" % (shape,))
+        raise KernelArgumentError("random matrices are 2-D, got shape %s" % (shape,))
     return shape
 
 
@@ -847,12 +848,12 @@ def neuronActivate(kind, x, y, a=0.0, b=0.0):
             _copy2d(x, y)
         return
     if kind not in _ACTIVATIONS:
-        raise ValueError("unknown neuron type '%s'" % kind)
+        raise KernelArgumentError("unknown neuron type '%s'" % kind)
     op, scalars = _ACTIVATIONS[kind]
     apply_unary(op, x, y, *scalars(a, b))
     if kind == "nrelu":  # CHM: plus noise with stdev = the output, rectified again
         if not is_contiguous(y):
-            raise ValueError("%s: nrelu needs contiguous outputs" % fn)
+            raise KernelArgumentError("%s: nrelu needs contiguous outputs" % fn)
         randomize_binary("AddGaussianBinaryRandomizer", y, y, y)
         apply_unary("ReluOperator", y, y)
 
@@ -877,7 +878,7 @@ def neuronInputGrad(kind, actsGrad, x, y, target, add, a=0.0, b=0.0, grad_from_o
             apply_unary("NVMatrixOps_MultByScalar", actsGrad, target, a)
         return
     if kind not in _GRADIENTS:
-        raise ValueError("unknown neuron type '%s'" % kind)
+        raise KernelArgumentError("unknown neuron type '%s'" % kind)
     op, which, scalars = _GRADIENTS[kind]
     if kind == "softrelu" and grad_from_outputs:
         which = "y"

@@ -11,12 +11,13 @@ afterwards) or anything numpy turns into integers (checked and uploaded, cached)
 Each run of numImgColors entries must be a permutation of the image's colours (the parser's
 filterConns always are): imgActsSparse writes each colour of each run exactly once.
 
-What the 2012 kernels cannot do and the NumPy reference can (ValueError here): a single
+What the 2012 kernels cannot do and the NumPy reference can (KernelArgumentError here): a single
 group; numbers of filters that are not a multiple of 16 per group; colours per group that
 are odd (filterActs), 3 or fewer or odd (imgActs), not a multiple of 4 (weightActs).
 """
 import numpy as np
 
+from .. import KernelArgumentError
 from ..numpy.filter_acts import check_geometry, exact_div, filter_size
 from .filter_acts import Launch, kbool, ptr, require, require_filters, run, sweep
 from .nvmatrix import DIVUP, check_gpu_matrix, check_grid, imgs_per_thread_128
@@ -151,18 +152,18 @@ _checked = set()    # (device address, size) of GPU index arrays already checked
 def _check_indices(fn, idx, numImgColors, numFilterColors, numGroups):
     n = numGroups * numFilterColors
     if idx.size != n:
-        raise ValueError("%s: dColorIndices has %d entries, expected numGroups * numFilterColors = %d"
+        raise KernelArgumentError("%s: dColorIndices has %d entries, expected numGroups * numFilterColors = %d"
                          % (fn, idx.size, n))
     runs = idx.reshape(-1, numImgColors)
     if not (np.sort(runs, axis=1) == np.arange(numImgColors)).all():
-        raise ValueError("%s: dColorIndices must be runs of permutations of the %d colours" % (fn, numImgColors))
+        raise KernelArgumentError("%s: dColorIndices must be runs of permutations of the %d colours" % (fn, numImgColors))
 
 
 def color_indices(fn, dColorIndices, numImgColors, numFilterColors, numGroups):
     """The device int32 array of the colour lists (see the module docstring)."""
     if hasattr(dColorIndices, "gpudata"):
         if np.dtype(dColorIndices.dtype) != np.int32:
-            raise ValueError("%s: dColorIndices on the GPU must be int32, got %s" % (fn, dColorIndices.dtype))
+            raise KernelArgumentError("%s: dColorIndices on the GPU must be int32, got %s" % (fn, dColorIndices.dtype))
         key = (int(dColorIndices.gpudata), dColorIndices.size)
         if key not in _checked:
             _check_indices(fn, dColorIndices.get().ravel(), numImgColors, numFilterColors, numGroups)
@@ -170,7 +171,7 @@ def color_indices(fn, dColorIndices, numImgColors, numFilterColors, numGroups):
         return dColorIndices
     idx = np.asarray(dColorIndices)
     if idx.dtype.kind not in "iu":
-        raise ValueError("%s: dColorIndices must be integers, got %s" % (fn, idx.dtype))
+        raise KernelArgumentError("%s: dColorIndices must be integers, got %s" % (fn, idx.dtype))
     idx = np.ascontiguousarray(idx.ravel(), dtype=np.int32)
     _check_indices(fn, idx, numImgColors, numFilterColors, numGroups)
     key = (numImgColors, idx.tobytes())

@@ -7,7 +7,7 @@ pycuda GPUArrays: convWeightActs writes one partial sum per group of partialSum 
 `select_weight_acts` is the 2012 host code's choice of kernel, template arguments, grid
 and block, as a pure function.
 
-What the 2012 kernels cannot do and the NumPy reference can (ValueError here): numbers of
+What the 2012 kernels cannot do and the NumPy reference can (KernelArgumentError here): numbers of
 filters that are not a multiple of 16 per group; 4 or more colours that are not a
 multiple of 4 (no groups), or colours per group that are not (groups).
 """

@@ -10,6 +10,7 @@ are square here, as in the original. Targets are preallocated and written in pla
 
 import numpy as np
 
+from .. import KernelArgumentError
 from .filter_acts import check_matrix, exact_div, scale_store, square_side
 
 # MaxPooler's starting value: a window with no pixel inside the image yields this.
@@ -28,7 +29,7 @@ __all__ = ["convLocalPool", "convLocalMaxUndo", "convLocalAvgUndo", "convContras
 
 def channels_img_size(fn, name, a, numChannels):
     if numChannels < 1:
-        raise ValueError("%s: numFilters/numChannels must be positive, got %d"
+        raise KernelArgumentError("%s: numFilters/numChannels must be positive, got %d"
                          % (fn, numChannels))
     imgPixels = exact_div(fn, "%s rows by number of channels" % name, a.shape[0], numChannels)
     return square_side(fn, "imgPixels of %s" % name, imgPixels)
@@ -49,10 +50,10 @@ def pool_check(fn, images, target, numFilters, subsX, strideX, outputsX, pooler,
     check(fn, "images", images)
     imgSize = channels_img_size(fn, "images", images, numFilters)
     if subsX < 1 or strideX < 1 or outputsX < 1:
-        raise ValueError("%s: subsX (%d), strideX (%d) and outputsX (%d) must be positive"
+        raise KernelArgumentError("%s: subsX (%d), strideX (%d) and outputsX (%d) must be positive"
                          % (fn, subsX, strideX, outputsX))
     if pooler not in ("max", "avg", "maxabs"):
-        raise ValueError("%s: pooler must be 'max', 'avg' or 'maxabs', got %r" % (fn, pooler))
+        raise KernelArgumentError("%s: pooler must be 'max', 'avg' or 'maxabs', got %r" % (fn, pooler))
     check_target(fn, "target", target, numFilters * outputsX * outputsX, images.shape[1])
     return imgSize
 
@@ -78,7 +79,7 @@ def avg_undo_check(fn, avgGrads, target, subsX, strideX, outputsX, imgSize, chec
     check(fn, "avgGrads", avgGrads)
     undo_check(fn, outputsX, subsX, strideX)
     if imgSize < 1:
-        raise ValueError("%s: imgSize must be positive" % fn)
+        raise KernelArgumentError("%s: imgSize must be positive" % fn)
     numFilters = exact_div(fn, "avgGrads rows by outputsX^2", avgGrads.shape[0], outputsX * outputsX)
     check_target(fn, "target", target, numFilters * imgSize * imgSize, avgGrads.shape[1])
     return numFilters
@@ -91,9 +92,9 @@ def blur_check(fn, images, filter, target, numChannels, check=check_matrix, chec
     imgSize = channels_img_size(fn, "images", images, numChannels)
     radius = filter.shape[1] // 2
     if not 1 <= radius <= 4:
-        raise ValueError("%s: filter radius must be 1..4, got width %d" % (fn, filter.shape[1]))
+        raise KernelArgumentError("%s: filter radius must be 1..4, got width %d" % (fn, filter.shape[1]))
     if imgSize < 2 * radius + 1:
-        raise ValueError("%s: imgSize (%d) must be at least the filter width (%d)" % (fn, imgSize, 2 * radius + 1))
+        raise KernelArgumentError("%s: imgSize (%d) must be at least the filter width (%d)" % (fn, imgSize, 2 * radius + 1))
     check_target(fn, "target", target, images.shape[0], images.shape[1])
     return imgSize, radius
 
@@ -102,7 +103,7 @@ def resize_check(fn, images, target, imgSize, tgtSize, check=check_matrix, check
     """convResizeBilinear's: numChannels."""
     check(fn, "images", images)
     if imgSize < 2 or tgtSize < 1:
-        raise ValueError("%s: imgSize must be >= 2 and tgtSize >= 1" % fn)
+        raise KernelArgumentError("%s: imgSize must be >= 2 and tgtSize >= 1" % fn)
     numChannels = exact_div(fn, "images rows by imgSize^2", images.shape[0], imgSize * imgSize)
     check_target(fn, "target", target, numChannels * tgtSize * tgtSize, images.shape[1])
     return numChannels
@@ -112,10 +113,10 @@ def crop_check(fn, imgs, target, imgSize, tgtSize, startY, startX, check=check_m
     """convCrop's: numChannels."""
     check(fn, "imgs", imgs)
     if imgSize < 1 or tgtSize < 1:
-        raise ValueError("%s: imgSize and tgtSize must be positive" % fn)
+        raise KernelArgumentError("%s: imgSize and tgtSize must be positive" % fn)
     numChannels = exact_div(fn, "imgs rows by imgSize^2", imgs.shape[0], imgSize * imgSize)
     if startY < 0 or startX < 0 or startY + tgtSize > imgSize or startX + tgtSize > imgSize:
-        raise ValueError("%s: %dx%d crop at (%d, %d) does not fit a %dx%d image"
+        raise KernelArgumentError("%s: %dx%d crop at (%d, %d) does not fit a %dx%d image"
                          % (fn, tgtSize, tgtSize, startY, startX, imgSize, imgSize))
     check_target(fn, "target", target, numChannels * tgtSize * tgtSize, imgs.shape[1])
     return numChannels
@@ -125,7 +126,7 @@ def reflect_check(fn, images, target, imgSize, check=check_matrix, check_target=
     """convReflectHorizontal's: numChannels."""
     check(fn, "images", images)
     if imgSize < 1:
-        raise ValueError("%s: imgSize must be positive" % fn)
+        raise KernelArgumentError("%s: imgSize must be positive" % fn)
     numChannels = exact_div(fn, "images rows by imgSize^2", images.shape[0], imgSize * imgSize)
     check_target(fn, "target", target, images.shape[0], images.shape[1])
     return numChannels
@@ -257,7 +258,7 @@ def convLocalRandomPool(images, target, numFilters, subsX, startX, strideX, outp
     check_matrix(fn, "images", images)
     imgSize = channels_img_size(fn, "images", images, numFilters)
     if subsX < 1 or strideX < 1 or outputsX < 1:
-        raise ValueError("%s: subsX (%d), strideX (%d) and outputsX (%d) must be positive"
+        raise KernelArgumentError("%s: subsX (%d), strideX (%d) and outputsX (%d) must be positive"
                          % (fn, subsX, strideX, outputsX))
     N = images.shape[1]
     check_matrix(fn, "target", target, numFilters * outputsX * outputsX, N, writeable=True)
@@ -265,7 +266,7 @@ def convLocalRandomPool(images, target, numFilters, subsX, startX, strideX, outp
     lo = np.maximum(0, s)
     count = np.minimum(imgSize, s + subsX) - lo
     if (count < 1).any():
-        raise ValueError("%s: a window lies wholly outside the image" % fn)
+        raise KernelArgumentError("%s: a window lies wholly outside the image" % fn)
     u = nvmatrix._rng.random((numFilters, outputsX, outputsX, N))
     cy, cx = count[None, :, None, None], count[None, None, :, None]
     pick = np.minimum((u * (cy * cx)).astype(np.int64), cy * cx - 1)
@@ -279,9 +280,9 @@ def convLocalRandomPool(images, target, numFilters, subsX, startX, strideX, outp
 
 def undo_check(fn, outputsX, subsX, strideX):
     if outputsX < 1 or subsX < 1 or strideX < 1:
-        raise ValueError("%s: subsX, strideX and outputsX must be positive" % fn)
+        raise KernelArgumentError("%s: subsX, strideX and outputsX must be positive" % fn)
     if strideX > subsX:
-        raise ValueError("%s: strideX (%d) must not exceed subsX (%d)" % (fn, strideX, subsX))
+        raise KernelArgumentError("%s: strideX (%d) must not exceed subsX (%d)" % (fn, strideX, subsX))
 
 
 def convLocalMaxUndo(images, maxGrads, maxActs, target, subsX, startX, strideX, outputsX,
@@ -363,7 +364,7 @@ def norm_check(fn, numFilters, sizeX, named, check=check_matrix):
     for name, a in named[1:]:
         check(fn, name, a, first.shape[0], first.shape[1])
     if sizeX < 1:
-        raise ValueError("%s: size must be positive, got %d" % (fn, sizeX))
+        raise KernelArgumentError("%s: size must be positive, got %d" % (fn, sizeX))
     return imgSize
 
 
@@ -493,7 +494,7 @@ def convContrastNormCrossMap(images, meanDiffs, denoms, target, numFilters, size
     for name, a in (("denoms", denoms), ("target", target)):
         check_matrix(fn, name, a, writeable=True)
     if sizeF > numFilters:
-        raise ValueError("%s: sizeF (%d) must not exceed numFilters (%d)"
+        raise KernelArgumentError("%s: sizeF (%d) must not exceed numFilters (%d)"
                          % (fn, sizeF, numFilters))
     shape = (numFilters, imgSize * imgSize, images.shape[1])
     sq = np.square(meanDiffs.reshape(shape))
@@ -537,7 +538,7 @@ def convResponseNormCrossMapUndo(outGrads, denoms, inputs, acts, target, numFilt
                                                   ("target", target)))
     check_matrix(fn, "target", target, writeable=True)
     if sizeF > numFilters:
-        raise ValueError("%s: sizeF (%d) must not exceed numFilters (%d)"
+        raise KernelArgumentError("%s: sizeF (%d) must not exceed numFilters (%d)"
                          % (fn, sizeF, numFilters))
     shape = (numFilters, imgSize * imgSize, outGrads.shape[1])
     _undo_prelims(fn, outGrads, denoms, acts, addScale, powScale)
@@ -641,12 +642,12 @@ def nails_check(fn, src, target, numChannels, imgSize, startX, strideX, undo, ch
     outputsX."""
     check(fn, "actsGrad" if undo else "images", src)
     if strideX <= 1:
-        raise ValueError("%s: strideX must be > 1, got %d" % (fn, strideX))
+        raise KernelArgumentError("%s: strideX must be > 1, got %d" % (fn, strideX))
     if numChannels < 1 or imgSize < 1:
-        raise ValueError("%s: numChannels and imgSize must be positive" % fn)
+        raise KernelArgumentError("%s: numChannels and imgSize must be positive" % fn)
     outputsX = -(-imgSize // strideX)
     if startX < 0 or startX + (outputsX - 1) * strideX >= imgSize:
-        raise ValueError("%s: nails startX + k*strideX (startX %d, strideX %d, %d outputs) "
+        raise KernelArgumentError("%s: nails startX + k*strideX (startX %d, strideX %d, %d outputs) "
                          "fall outside the %d-pixel image" % (fn, startX, strideX, outputsX,
                                                              imgSize))
     imgRows, nailRows = numChannels * imgSize * imgSize, numChannels * outputsX * outputsX

@@ -28,6 +28,8 @@ import math
 import numpy as np
 from numpy.lib.stride_tricks import as_strided
 
+from .. import KernelArgumentError
+
 # Bytes of im2col buffer built at a time: big enough for efficient BLAS calls, small enough
 # to stay in the last-level cache while the GEMM reads it back.
 COLS_CHUNK_BYTES = 8 << 20
@@ -39,33 +41,33 @@ __all__ = ["convFilterActs", "localFilterActs"]
 # checks shared by the conv-family modules
 
 def check_matrix(fn, name, a, rows=None, cols=None, writeable=False):
-    """Raise ValueError unless `a` is a 2-D float32 array of the given shape."""
+    """Raise KernelArgumentError unless `a` is a 2-D float32 array of the given shape."""
     if not isinstance(a, np.ndarray) or a.ndim != 2:
-        raise ValueError("%s: %s must be a 2-D numpy array, got %r"
+        raise KernelArgumentError("%s: %s must be a 2-D numpy array, got %r"
                          % (fn, name, type(a).__name__ if not isinstance(a, np.ndarray)
                             else "%d-D array" % a.ndim))
     if a.dtype != np.float32:
-        raise ValueError("%s: %s must be float32, got %s" % (fn, name, a.dtype))
+        raise KernelArgumentError("%s: %s must be float32, got %s" % (fn, name, a.dtype))
     if rows is not None and a.shape[0] != rows:
-        raise ValueError("%s: %s has %d rows, expected %d" % (fn, name, a.shape[0], rows))
+        raise KernelArgumentError("%s: %s has %d rows, expected %d" % (fn, name, a.shape[0], rows))
     if cols is not None and a.shape[1] != cols:
-        raise ValueError("%s: %s has %d columns, expected %d" % (fn, name, a.shape[1], cols))
+        raise KernelArgumentError("%s: %s has %d columns, expected %d" % (fn, name, a.shape[1], cols))
     if writeable and not (a.flags.writeable and a.flags.c_contiguous):
-        raise ValueError("%s: %s must be a writeable C-contiguous array (it is written in "
+        raise KernelArgumentError("%s: %s must be a writeable C-contiguous array (it is written in "
                          "place)" % (fn, name))
 
 
 def exact_div(fn, what, a, b):
-    """a / b, raising ValueError unless b divides a."""
+    """a / b, raising KernelArgumentError unless b divides a."""
     if b <= 0 or a % b != 0:
-        raise ValueError("%s: %s: %d is not divisible by %d" % (fn, what, a, b))
+        raise KernelArgumentError("%s: %s: %d is not divisible by %d" % (fn, what, a, b))
     return a // b
 
 
 def square_side(fn, what, n):
     s = math.isqrt(n) if n >= 0 else -1
     if s < 1 or s * s != n:
-        raise ValueError("%s: %s (%d) is not a positive perfect square" % (fn, what, n))
+        raise KernelArgumentError("%s: %s (%d) is not a positive perfect square" % (fn, what, n))
     return s
 
 
@@ -73,18 +75,18 @@ def check_geometry(fn, imgSizeY, imgSizeX, numModulesY, numModulesX, filterSize,
                    paddingStart, moduleStride):
     """The geometric preconditions the 2012 wrappers assert."""
     if min(imgSizeY, imgSizeX, numModulesY, numModulesX, filterSize, moduleStride) < 1:
-        raise ValueError("%s: sizes must be positive (imgSize %dx%d, modules %dx%d, "
+        raise KernelArgumentError("%s: sizes must be positive (imgSize %dx%d, modules %dx%d, "
                          "filterSize %d, moduleStride %d)" % (fn, imgSizeY, imgSizeX,
                          numModulesY, numModulesX, filterSize, moduleStride))
     if paddingStart > 0:
-        raise ValueError("%s: paddingStart must be <= 0 (it is minus the padding), got %d"
+        raise KernelArgumentError("%s: paddingStart must be <= 0 (it is minus the padding), got %d"
                          % (fn, paddingStart))
     if moduleStride > filterSize:
-        raise ValueError("%s: moduleStride (%d) must not exceed filterSize (%d)"
+        raise KernelArgumentError("%s: moduleStride (%d) must not exceed filterSize (%d)"
                          % (fn, moduleStride, filterSize))
     for axis, n, m in (("X", imgSizeX, numModulesX), ("Y", imgSizeY, numModulesY)):
         if paddingStart + (m - 1) * moduleStride + filterSize < n:
-            raise ValueError("%s: %d modules of stride %d (filterSize %d, paddingStart %d) "
+            raise KernelArgumentError("%s: %d modules of stride %d (filterSize %d, paddingStart %d) "
                              "do not reach the end of the image (imgSize%s %d)"
                              % (fn, m, moduleStride, filterSize, paddingStart, axis, n))
 
@@ -311,7 +313,7 @@ class ConvGeometry:
 
 def check_colors_groups(fn, numImgColors, numGroups, numFilters):
     if numImgColors < 1 or numGroups < 1:
-        raise ValueError("%s: numImgColors (%d) and numGroups (%d) must be positive"
+        raise KernelArgumentError("%s: numImgColors (%d) and numGroups (%d) must be positive"
                          % (fn, numImgColors, numGroups))
     exact_div(fn, "numImgColors by numGroups", numImgColors, numGroups)
     exact_div(fn, "numFilters by numGroups", numFilters, numGroups)

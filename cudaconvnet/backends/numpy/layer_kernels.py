@@ -12,6 +12,7 @@ move along +gradient.
 
 import numpy as np
 
+from .. import KernelArgumentError
 from .filter_acts import check_matrix
 
 __all__ = ["computeLogregCost", "computeMultiSoftmaxCost", "computeLogregGrad",
@@ -22,11 +23,11 @@ __all__ = ["computeLogregCost", "computeMultiSoftmaxCost", "computeLogregGrad",
 def _labels_int(fn, labels, numCases, numOut):
     check_matrix(fn, "labels", labels)
     if labels.size != numCases:
-        raise ValueError("%s: labels has %d elements, expected numCases = %d"
+        raise KernelArgumentError("%s: labels has %d elements, expected numCases = %d"
                          % (fn, labels.size, numCases))
     lab = labels.reshape(-1).astype(np.int64)     # int(label) truncates, as in C
     if lab.size and (lab.min() < 0 or lab.max() >= numOut):
-        raise ValueError("%s: labels must lie in [0, %d), got range [%d, %d]"
+        raise KernelArgumentError("%s: labels must lie in [0, %d), got range [%d, %d]"
                          % (fn, numOut, lab.min(), lab.max()))
     return lab
 
@@ -334,7 +335,7 @@ def multiSoftmaxCPU(elts, probs, fixed, setSize, nofix):
     numCases, N = elts.shape
     K = int(setSize)
     if not 1 <= K <= N:
-        raise ValueError("%s: setSize must be in [1, %d], got %d" % (fn, N, K))
+        raise KernelArgumentError("%s: setSize must be in [1, %d], got %d" % (fn, N, K))
     fx = (np.full(numCases, -1, dtype=np.int64) if nofix
           else np.asarray(fixed, dtype=np.float32).reshape(-1).astype(np.int64))
     E = elts.astype(np.float64).T                                     # (N, cases)

@@ -7,6 +7,8 @@ content, as NVMatrix did.
 """
 import numpy as np
 
+from .. import KernelArgumentError
+
 f32 = np.float32
 
 
@@ -227,7 +229,7 @@ def neuronActivate(kind, x, y, a=0.0, b=0.0):
         elif kind == "drelu":  # x - a tanh(x / a)
             np.copyto(y, x - a * (f32(2) / (f32(1) + np.exp((f32(-2) / a) * x)) - f32(1)))
         else:
-            raise ValueError("unknown neuron type '%s'" % kind)
+            raise KernelArgumentError("unknown neuron type '%s'" % kind)
 
 
 def neuronInputGrad(kind, actsGrad, x, y, target, add, a=0.0, b=0.0, grad_from_outputs=False):
@@ -266,5 +268,5 @@ def neuronInputGrad(kind, actsGrad, x, y, target, add, a=0.0, b=0.0, grad_from_o
             th = f32(2) / (f32(1) + np.exp((f32(-2) / a) * x)) - f32(1)
             g = actsGrad * (th * th)
         else:
-            raise ValueError("unknown neuron type '%s'" % kind)
+            raise KernelArgumentError("unknown neuron type '%s'" % kind)
         _store(target, g.astype(f32, copy=False), 1.0 if add else 0.0)

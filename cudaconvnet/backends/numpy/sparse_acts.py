@@ -10,6 +10,7 @@ numImgColors runs).
 """
 import numpy as np
 
+from .. import KernelArgumentError
 from .filter_acts import convFilterActs, localFilterActs
 from .img_acts import convImgActs, localImgActs
 from .weight_acts import convWeightActs, localWeightActs
@@ -18,10 +19,10 @@ from .weight_acts import convWeightActs, localWeightActs
 def _indices(fn, dColorIndices, numImgColors, numFilterColors, numGroups):
     idx = np.asarray(dColorIndices, dtype=np.int64).ravel()
     if idx.size != numGroups * numFilterColors:
-        raise ValueError("%s: dColorIndices has %d entries, expected numGroups * numFilterColors = %d"
+        raise KernelArgumentError("%s: dColorIndices has %d entries, expected numGroups * numFilterColors = %d"
                          % (fn, idx.size, numGroups * numFilterColors))
     if (numGroups * numFilterColors) % numImgColors or idx.min() < 0 or idx.max() >= numImgColors:
-        raise ValueError("%s: dColorIndices must be runs of permutations of the %d colours" % (fn, numImgColors))
+        raise KernelArgumentError("%s: dColorIndices must be runs of permutations of the %d colours" % (fn, numImgColors))
     return idx
 
 
@@ -56,7 +57,7 @@ def _img_acts_sparse(dense_fn, fn, hidActs, filters, targets, dColorIndices, img
     n = hidActs.shape[1]
     rows = numImgColors * imgSizeY * imgSizeX
     if targets.shape != (overSample * rows, n):
-        raise ValueError("%s: targets must be %dx%d" % (fn, overSample * rows, n))
+        raise KernelArgumentError("%s: targets must be %dx%d" % (fn, overSample * rows, n))
     dense = np.empty((overSample * rows, n), dtype=np.float32)
     dense_fn(hidActs, filters, dense, imgSizeY, imgSizeX, numModulesY, paddingStart, moduleStride, idx.size, numGroups)
     dense = dense.reshape(overSample, numImgColors, -1)

@@ -14,6 +14,7 @@ import math
 
 import numpy as np
 
+from .. import KernelArgumentError
 from . import filter_acts
 from .filter_acts import (ConvGeometry, check_colors_groups, check_geometry, check_matrix,
                           chunk_rows, exact_div, local_cols, patch_view, scale_store, sl,
@@ -29,7 +30,7 @@ def weight_acts_geometry(fn, imagesShape, hidActsShape, imgSizeY, numModulesY, n
     numImages = imagesShape[1]
     numModules = numModulesY * numModulesX
     if numModules < 1:
-        raise ValueError("%s: numModulesY and numModulesX must be positive" % fn)
+        raise KernelArgumentError("%s: numModulesY and numModulesX must be positive" % fn)
     numFilters = exact_div(fn, "hidActs rows by numModules", hidActsShape[0], numModules)
     check_colors_groups(fn, numImgColors, numGroups, numFilters)
     imgPixels = exact_div(fn, "images rows by numImgColors", imagesShape[0], numImgColors)
@@ -37,7 +38,7 @@ def weight_acts_geometry(fn, imagesShape, hidActsShape, imgSizeY, numModulesY, n
     check_geometry(fn, imgSizeY, imgSizeX, numModulesY, numModulesX, filterSize,
                    paddingStart, moduleStride)
     if hidActsShape[1] != numImages:
-        raise ValueError("%s: hidActs has %d columns, expected %d" % (fn, hidActsShape[1], numImages))
+        raise KernelArgumentError("%s: hidActs has %d columns, expected %d" % (fn, hidActsShape[1], numImages))
     return ConvGeometry(numImages=numImages, numImgColors=numImgColors, numGroups=numGroups,
                         numFilters=numFilters, imgSizeY=imgSizeY, imgSizeX=imgSizeX,
                         numModulesY=numModulesY, numModulesX=numModulesX, filterSize=filterSize,
@@ -47,7 +48,7 @@ def weight_acts_geometry(fn, imagesShape, hidActsShape, imgSizeY, numModulesY, n
 def partial_sums(fn, numModules, partialSum):
     """(partialSum, number of partial sums), partialSum 0 meaning numModules (one sum)."""
     if partialSum < 0:
-        raise ValueError("%s: partialSum must be >= 0, got %d" % (fn, partialSum))
+        raise KernelArgumentError("%s: partialSum must be >= 0, got %d" % (fn, partialSum))
     partialSum = numModules if partialSum == 0 else partialSum
     return partialSum, exact_div(fn, "numModules by partialSum", numModules, partialSum)
 
