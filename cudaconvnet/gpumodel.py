@@ -12,6 +12,8 @@ import re
 import sys
 from time import asctime, localtime, strftime, time
 
+import numpy as np
+
 from . import options as opts
 from .data import DataProvider, DataProviderException, dp_types
 from .options import (BooleanOptionParser, FloatOptionParser, IntegerOptionParser, ListOptionParser,
@@ -431,6 +433,9 @@ def _costs_str(shape):
 def run_main(main):
     """Runs a command-line main(): one-line errors, exit statuses, no tracebacks for bad
     input; Ctrl-C stops quietly."""
+    # Overflow and NaN are the training loop's to report ("^ got nan or inf!"), as on 2012's
+    # GPUs, which warned of nothing: numpy's warnings would only add lines to stderr.
+    np.seterr(all="ignore")
     try:
         status = main()
     except StopTraining as e:

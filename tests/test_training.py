@@ -907,6 +907,19 @@ def test_bad_meta_values_are_one_line(tmp_path, trained, meta_change, words):
     assert_one_line_error(cli(*args), data, *words)
 
 
+def test_overflow_is_the_loops_to_report(tmp_path, trained):
+    """Data that overflows the net (a mean of 1e38): 2012's "^ got nan or inf!" and status 1,
+    without numpy's RuntimeWarnings on stderr."""
+    data = str(tmp_path / "data")
+    shutil.copytree(trained["data"], data)
+    meta = unpickle(os.path.join(data, "batches.meta"))
+    meta["data_mean"] = np.full_like(meta["data_mean"], 1e38)
+    pickle(os.path.join(data, "batches.meta"), meta)
+    proc = cli(*base_args(data, str(tmp_path / "s"), trained["def"], trained["params"], epochs=1))
+    assert proc.returncode == 1 and proc.stdout.rstrip().endswith("^ got nan or inf!")
+    assert proc.stderr == ""
+
+
 @pytest.mark.parametrize("arg,words", [("--mini=0", "--mini (Minibatch size) must be at least 1, not 0"),
                                        ("--test-freq=0", "--test-freq (Testing frequency) must be at least 1"),
                                        ("--wupdate-freq=-1", "must be at least 1, not -1"),
