@@ -514,3 +514,18 @@ def test_cublas_loader_does_not_crash():
     assert isinstance(cublas.available(), bool)
     assert cublas.available() or cublas.why_not()
     assert all(isinstance(c, str) for c in cublas.candidates())
+
+
+def test_gpu_out_of_memory_is_memory_error(monkeypatch):
+    """PyCUDA's out-of-memory error (after its pool has given back what it held) becomes
+    Python's MemoryError, which the command-line programs print as one line."""
+    class DriverMemoryError(Exception):
+        pass
+
+    class FullPool:
+        def allocate(self, nbytes):
+            raise DriverMemoryError("cuMemAlloc failed: out of memory")
+    monkeypatch.setattr(nvm, "_drv", type("drv", (), {"MemoryError": DriverMemoryError}))
+    monkeypatch.setattr(nvm, "_pool", FullPool())
+    with pytest.raises(MemoryError, match=r"^the GPU has no room for 4096 more bytes \(cuMemAlloc failed: out of "):
+        nvm.allocator()(4096)

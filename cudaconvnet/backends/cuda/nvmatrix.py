@@ -245,7 +245,17 @@ def allocator():
         _pycuda()
         from pycuda.tools import DeviceMemoryPool
         _pool = DeviceMemoryPool()
-    return _pool.allocate
+    return _allocate
+
+
+def _allocate(nbytes):
+    """The pool's allocation, its out-of-memory error (raised after the pool has given back
+    the blocks it held) as Python's MemoryError, which the command-line programs report in
+    one line."""
+    try:
+        return _pool.allocate(nbytes)
+    except _drv.MemoryError as e:
+        raise MemoryError("the GPU has no room for %d more bytes (%s)" % (nbytes, e)) from None
 
 
 _prepared = {}
