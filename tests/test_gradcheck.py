@@ -1263,6 +1263,35 @@ def test_update_rule_by_hand(tmp_path, dialect):
     close(fc1.dic["weightsInc"][0], incW, tol=1e-4)
 
 
+def test_super_eps_update_by_hand(tmp_path):
+    """The AlexNet code's superEps update (chm:src/weights.cu:131-186), weights and biases:
+    G = mom G + (1-mom) g, G2 = mom G2 + (1-mom) g^2, inc = 0.9 inc + eps g / sqrt(G2 - G +
+    superEps) (its G, not G^2), then the decay; three steps of one fc layer."""
+    defs = [D("data", 0), ("fc1", dict(type="fc", inputs="data", outputs=3, initW=0.5, initB=0.1))] + sum2("fc1")
+    params = {"fc1": dict(epsW=0.05, epsB=0.1, momW=0.7, momB=0.8, wc=0.01, superEps=2.0), "sq": dict(coeff=0.5)}
+    net, _ = build(tmp_path, CHM, defs, params, dims=(5,), n=8)
+    W, b = weights(net, "fc1"), biases(net, "fc1")
+    state = {k: np.zeros_like(v) for k, v in (("incW", W), ("GW", W), ("G2W", W), ("incb", b), ("Gb", b),
+                                                ("G2b", b))}
+
+    def step(x, g, m, eps, k):
+        G = state["G" + k] = m * state["G" + k] + (1 - m) * g
+        G2 = state["G2" + k] = m * state["G2" + k] + (1 - m) * g * g
+        state["inc" + k] = 0.9 * state["inc" + k] + eps * g / np.sqrt(G2 - G + 2.0)
+    for i in range(3):
+        x = make_data((5,), n=8, seed=i)[0]
+        net.train_batch([x])
+        x = x.astype(np.float64)
+        g = -2 * 0.5 * (W.T @ x + b)
+        step(x, (x @ g.T) / 8, 0.7, 0.05, "W")
+        step(x, g.sum(axis=1, keepdims=True) / 8, 0.8, 0.1, "b")
+        state["incW"] -= 0.01 * 0.05 * W
+        W, b = W + state["incW"], b + state["incb"]
+        close(weights(net, "fc1"), W)
+        close(biases(net, "fc1"), b)
+    assert np.abs(state["incW"]).max() > 0.01  # the update moved the weights
+
+
 @BOTH
 def test_train_batch_learns_separable_problem(tmp_path, dialect):
     defs = [D("data", 0), D("labels", 1), ("fc1", dict(type="fc", inputs="data", outputs=2, initW=0.01)),

@@ -84,15 +84,18 @@ class Weights:
         was hard-coded)."""
         be = self.be
         import numpy as np  # done on the host: a rarely used 2012 experiment
-        g = be.to_host(self.Grad).astype(np.float32)
+        f32 = np.float32
+        g = be.to_host(self.Grad).astype(f32)
         if self._gradAvg is None:
             self._gradAvg = np.zeros_like(g)
             self._grad2Avg = np.zeros_like(g)
-        self._gradAvg = self.mom * self._gradAvg + (1 - self.mom) * g
-        self._grad2Avg = self.mom * self._grad2Avg + (1 - self.mom) * g * g
-        inc = be.to_host(self.Inc)
-        inc = np.float32(0.9) * inc + np.float32(eps) * g / np.sqrt(self._grad2Avg - self._gradAvg + self.superEps)
-        be.copy(be.array(inc.astype(np.float32)), self.Inc)
+        mom = f32(self.mom)  # a float in 2012, and so 1 - mom
+        self._gradAvg = mom * self._gradAvg + (f32(1) - mom) * g
+        self._grad2Avg = mom * self._grad2Avg + (f32(1) - mom) * g * g
+        step = f32(eps) * (g / np.sqrt(self._grad2Avg - self._gradAvg + f32(self.superEps)))
+        # the literal 0.9 is a double: superMomUpdate did 0.9 * V + step in double
+        inc = 0.9 * be.to_host(self.Inc).astype(np.float64) + step
+        be.copy(be.array(inc.astype(f32)), self.Inc)
 
     # -- host copies ------------------------------------------------------------------
     def copyToCPU(self):
