@@ -418,6 +418,44 @@ def test_rscale_scales_in_float(tmp_path):
     assert probs == pytest.approx(np.cumsum([1, 4, 9, 16, 25]) / 55, rel=1e-12)
 
 
+def test_rscale_training_draws(tmp_path, monkeypatch):
+    """In training, rscale draws a scale in proportion to the crops each holds, a factor
+    between imgSize / (1 + rescaled) (at least 1) and imgSize / rescaled, and a crop position
+    (chm:src/layer.cu:1388-1420): each pass's output is the bilinear resize at the drawn
+    factor cropped at the drawn place, or a plain crop at the full size."""
+    defs = [D("data", 0), ("pre", dict(type="rscale", inputs="data", channels=3, maxScale=1.5, tgtSize=4)),
+            conv_below("pre", padding=0, filterSize=2, initW=0.3)] + sum2("conv1")
+    net, _ = build(tmp_path, CHM, defs, SQ, dims=(3 * 36,))  # rescaled 4, 5 or 6 of 6
+    layer = net.layer_by_name["pre"]
+    assert layer.scaleProbs == pytest.approx(np.cumsum([1, 4, 9]) / 14)
+    draws = []
+    rand, randint = BE.rand, BE.randint
+    monkeypatch.setattr(BE, "rand", lambda: draws.append(rand()) or draws[-1])
+    monkeypatch.setattr(BE, "randint", lambda n: draws.append((n, randint(n))) or draws[-1][1])
+    x = make_data((3 * 36,), n=4)[0]
+    counts = {4: 0, 5: 0, 6: 0}
+    passes = 600
+    for _ in range(passes):
+        del draws[:]
+        net.fprop([x], PASS_TRAIN)
+        r, u, (n1, y0), (n2, x0) = draws
+        rescaled = 4 + next(i for i, p in enumerate(layer.scaleProbs) if r <= p)
+        counts[rescaled] += 1
+        assert n1 == n2 == rescaled - 4 + 1
+        if rescaled == 6:
+            want = x.reshape(3, 6, 6, -1)[:, y0:y0 + 4, x0:x0 + 4].reshape(48, -1)
+        else:
+            end, start = np.float32(6) / np.float32(rescaled), np.float32(max(1.0, 6 / (1.0 + rescaled)))
+            factor = float(start + np.float32(u) * (end - start))
+            assert 1.0 <= factor <= 6 / rescaled + 1e-6
+            big = BE.empty(3 * rescaled * rescaled, 4)
+            BE.convResizeBilinear(BE.array(x), big, 6, rescaled, factor)
+            want = BE.to_host(big).reshape(3, rescaled, rescaled, -1)[:, y0:y0 + 4, x0:x0 + 4].reshape(48, -1)
+        close(acts(net, "pre"), want)
+    for rescaled, p in zip((4, 5, 6), np.array([1, 4, 9]) / 14):  # within 4.5 standard deviations
+        assert abs(counts[rescaled] - passes * p) <= 4.5 * np.sqrt(passes * p * (1 - p)), counts
+
+
 def test_rscale_not_in_cuda_convnet_engine(tmp_path):
     """cuda-convnet r561 parsed rscale layers, but its C++ had no such layer."""
     defs = [D("data", 0), ("pre", dict(type="rscale", inputs="data", channels=3, maxScale=1.25)),
