@@ -30,7 +30,8 @@ def compare(ours, gold, path="layers"):
                  if not math.isclose(ours[k], gold[k], rel_tol=STAT_REL_TOL, abs_tol=1e-15)]
         if "values" in gold:
             flat = lambda v: [x for row in v for x in row]
-            if not all(math.isclose(a, b, rel_tol=1e-7) for a, b in zip(flat(ours["values"]), flat(gold["values"]))):
+            mine, theirs = flat(ours.get("values", [])), flat(gold["values"])
+            if len(mine) != len(theirs) or not all(math.isclose(a, b, rel_tol=1e-7) for a, b in zip(mine, theirs)):
                 errs.append("%s.values differ" % path)
         return errs
     if type(ours) is not type(gold):
