@@ -137,6 +137,11 @@ def test_missing_sub_batch_is_an_error(tmp_path):
     dp = DataProvider.get_instance(str(d), [1], type="default")
     with pytest.raises(DataProviderException, match=r"data_batch_1\.3' is missing"):
         dp.get_batch(1)
+    # the parts start at .0 or .1: a batch whose first part is .2 lost one
+    for k in (1, 4):
+        os.remove(d / ("data_batch_1.%d" % k))
+    with pytest.raises(DataProviderException, match=r"data_batch_1\.1' is missing \(found \.2\)"):
+        dp.get_batch(1)
 
 
 # ---------------------------------------------------------------------------------------
@@ -379,6 +384,13 @@ def test_cropped_train_crops_and_flips(tmp_path, layout):
     for k in range(6):
         np.testing.assert_allclose(x[:, k], expected_crop(k, sy[k], sx[k], flip[k], mean), rtol=0, atol=1e-5)
     assert y.ravel().tolist() == list(range(6))
+
+
+def test_cropped_border_defaults_to_4(tmp_path):
+    """cuda-convnet's default crop border, 4: which leaves nothing of an 8x8 image."""
+    d, _ = tiny_dir(tmp_path)
+    with pytest.raises(DataProviderException, match="crop_border=4 does not fit 8x8 images"):
+        DataProvider.get_instance(d, [1], type="cifar-cropped", dp_params={})
 
 
 def test_cropped_random_draws_cover_all_positions(tmp_path):

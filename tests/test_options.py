@@ -508,6 +508,24 @@ def test_convnet_names_the_missing_option_2012_named():
     ConvNet.get_options_parser().parse(given)
 
 
+# The defaults convnet.py ran with in 2012 (both codes: gpumodel.py's options, then
+# convnet.py's own and its overrides, cc:convnet.py:175-190, chm:convnet.py:177-197).
+DEFAULTS_2012 = {
+    "minibatch_size": 128, "check_grads": 0, "multiview_test": 0, "crop_border": 4, "logreg_name": "",
+    "conv_to_local": [], "unshare_weights": [], "conserve_mem": 0, "color_noise": 0.0, "test_out": "",
+    "pca_noise": 0.0, "scalar_mean": False, "wupdate_freq": 1, "load_file": "", "dp_type": None,
+    "testing_freq": 50, "num_epochs": 50000, "max_filesize_mb": 0, "num_gpus": 1, "test_only": 0,
+    "zip_save": 0, "test_one": 1,
+}
+
+
+def test_convnet_defaults_are_2012s():
+    from cudaconvnet.convnet import ConvNet
+    op = ConvNet.get_options_parser()
+    assert {k: op.options[k].default for k in DEFAULTS_2012} == DEFAULTS_2012
+    assert "max_test_err" not in op.options  # deleted by convnet.py in both codes
+
+
 def _missing(op, argv):
     with pytest.raises(OptionMissingException) as ei:
         op.parse(argv)

@@ -23,6 +23,7 @@ import subprocess
 import sys
 import threading
 import time
+import types
 from pathlib import Path
 
 import numpy as np
@@ -813,6 +814,45 @@ def test_max_filesize_keeps_the_newest_that_fit(tmp_path):
     size = os.path.getsize(os.path.join(folder, kept[-1]))
     assert 6e6 < size < 7e6
     assert kept == ["2.1", "2.2", "3.1"]  # 3 x ~6.3 MB fit in 20 MB, 4 do not
+
+
+@pytest.mark.parametrize("size,kept", [(340000, ["9.2", "10.1", "10.2"]),   # 1,020,000 bytes: under 1 MiB
+                                        (360000, ["10.1", "10.2"])])         # 1,080,000: the oldest goes
+def test_prune_counts_mebibytes_oldest_by_epoch(tmp_path, size, kept):
+    """--max-filesize counts MB of 2^20 bytes and deletes the oldest checkpoint by epoch and
+    batch (9.2 before 10.1, which a plain string sort gets wrong); -f takes the newest."""
+    for name in ("9.2", "10.1", "10.2"):
+        (tmp_path / name).write_bytes(b"x" * size)
+    model = types.SimpleNamespace(opt=lambda name: {"max_filesize_mb": 1}[name])
+    IGPUModel.prune_checkpoints(model, str(tmp_path), "10.2")
+    assert checkpoints(str(tmp_path)) == kept
+    assert IGPUModel.checkpoint_file(str(tmp_path)) == str(tmp_path / "10.2")
+
+
+def test_options_reach_the_data_provider(tmp_path, data8, trained):
+    """What convnet.py passed to the providers in dp_params, --seed=0 included (0 seeds)."""
+    argv = base_args(data8, str(tmp_path / "s"), trained["def"], trained["params"], epochs=2, seed=0)
+    argv += ["--color-noise=0.1", "--pca-noise=0.2", "--scalar-mean=1", "--crop-border=2"]
+    with contextlib.redirect_stdout(io.StringIO()):
+        model = convnet.ConvNet(*IGPUModel.parse_options(convnet.ConvNet.get_options_parser(), argv))
+    want = {"multiview_test": 0, "crop_border": 2, "color_noise": 0.1, "pca_noise": 0.2, "scalar_mean": 1.0,
+            "minibatch_size": 16, "seed": 0}
+    assert {k: model.dp_params.get(k) for k in want} == want
+    # the learning-rate schedules' progress: (batches done before this one) / (epochs * batches)
+    for epoch, batchnum, progress in [(1, 1, 0.0), (1, 2, 0.25), (2, 1, 0.5), (2, 2, 0.75), (3, 1, 1.0)]:
+        model.epoch, model.batchnum = epoch, batchnum
+        assert model.progress() == progress
+
+
+def test_test_one_0_tests_the_whole_range(tmp_path, trained):
+    """--test-one=0: every test at the whole --test-range, its costs averaged over all cases."""
+    data = write_batches(tmp_path / "data", num_batches=4, cases=40)
+    status, out = train(*base_args(data, str(tmp_path / "s"), trained["def"], trained["params"], epochs=1,
+                                   test_range="3-4"), "--test-one=0")
+    assert status == 0, out[-2000:]
+    ms = IGPUModel.load_checkpoint(ckpt_dir(str(tmp_path / "s")))["model_state"]
+    assert [t[1] for t in ms["test_outputs"]] == [80]   # both batches of 40 cases
+    assert 0 <= ms["test_outputs"][0][0]["logprob"][1] <= 1   # an error rate: the sum over 80, / 80
 
 
 def test_zip_save_checkpoints_load_and_resume(tmp_path, data8):

@@ -340,10 +340,11 @@ def test_dtype_state_never_reaches_numpys_own_dtypes(tmp_path):
 
 
 def test_reconstructor_with_foreign_base_is_refused(tmp_path):
+    # (set, set, ()) would build set(()) without the check: only the base check refuses it
     raw = _py2_pickle(_global("copy_reg", "_reconstructor") + b"(" + _global("__builtin__", "set")
-                      + _global("__builtin__", "set") + b"Nt" + b"R")
+                      + _global("__builtin__", "set") + b")t" + b"R")
     (tmp_path / "p").write_bytes(raw)
-    with pytest.raises(UnpickleError):
+    with pytest.raises(UnpickleError, match="_reconstructor with base"):
         unpickle(tmp_path / "p")
 
 
