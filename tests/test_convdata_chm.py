@@ -299,6 +299,15 @@ def test_flickr_tags_become_a_class_by_case_matrix_with_chunk_crops_and_noise(fl
     noise = (r[:N] * PCA[0]) @ PCA[1].T           # (N, 3)
     want = (flickr_crops(pix, mean_crop, draws) + coeff * noise.T[:, None, None, :]) / (1 + coeff)
     np.testing.assert_allclose(x, want.reshape(-1, N), atol=2e-4)
+    # the next epoch's draws follow all 48 rows (batch_size), not the N used
+    draws = []
+    for c in range(0, N, 32):
+        sy, sx = rng.randint(0, 2 * FB + 1), rng.randint(0, 2 * FB + 1)
+        draws.append((c, min(c + 32, N), sy, sx, rng.randint(2) == 0))
+    noise = (rng.randn(48, 3).astype(np.float32)[:N] * PCA[0]) @ PCA[1].T
+    want = (flickr_crops(pix, mean_crop, draws) + coeff * noise.T[:, None, None, :]) / (1 + coeff)
+    assert N < 48
+    np.testing.assert_allclose(dp.get_next_batch()[2][0], want.reshape(-1, N), atol=2e-4)
 
 
 def test_flickr_test_views_tile_the_tag_matrix(flickr):
@@ -322,6 +331,8 @@ def test_flickr_tag_key_is_python_2_bytes_rules():
     assert key(" New\tYork \n") == "newyork" and key(b"New York") == "newyork"
     assert key("CAF\xc9 Au Lait") == "caf\xc9aulait"     # only ASCII is lowered
     assert key("a\xa0b") == "a\xa0b"                     # latin1 no-break space is no whitespace to str.split in Python 2
+    # a tag beyond latin1 was a Python 2 unicode string: lowered and split by unicode's rules
+    assert key("\xdcn\xef C\xf6d\xe9\u0100\u2003X") == "\xfcn\xefc\xf6d\xe9\u0101x"
 
 
 def test_flickr_unreadable_images_dropped_with_their_columns(flickr, tmp_path):

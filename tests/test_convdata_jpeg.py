@@ -182,6 +182,14 @@ def test_jpeg_pca_colour_noise_by_hand(jpeg_dir):
     e, b, (x2, y2) = dp.get_next_batch()
     assert b == 2 and x2.shape == (3 * I * I, 8)
     np.testing.assert_allclose(x2, as_batch(want2), atol=2e-4)
+    # batch_size rows were drawn for those 8 images: the next epoch's batch 1 starts after them
+    draws3 = chunk_draws(rng, N)
+    r3 = rng.randn(meta["batch_size"], 3).astype(np.float32)
+    want3 = hand_crops(pix, meta["data_mean"], draws3)
+    want3 = (want3 + coeff * ((r3[:N] * stdevs) @ vecs.T)[:, :, None, None]) / (1 + coeff)
+    e, b, (x3, y3) = dp.get_next_batch()
+    assert (e, b) == (2, 1) and meta["batch_size"] > 8
+    np.testing.assert_allclose(x3, as_batch(want3), atol=2e-4)
 
 
 def test_colour_noise_has_the_pca_covariance(jpeg_dir):
@@ -251,6 +259,15 @@ def test_chm_tuple_batches_label_offset_and_bad_images(tmp_path):
     pix = decoded([strings[k] for k in (0, 1, 3, 5)])
     np.testing.assert_allclose(x, as_batch(hand_crops(pix, meta["data_mean"], [(0, 4, B, B, False)])),
                                atol=1e-4)
+    # the 10-view test drops each unreadable image from every view
+    dp = DataProvider.get_instance(str(d), [1], type="inet-lr-cropped-jpeg",
+                                   dp_params={"crop_border": B, "multiview_test": 1}, test=True)
+    x, y = dp.get_next_batch()[2]
+    assert x.shape == (3 * I * I, 40) and y.ravel().tolist() == [1, 2, 0, 1] * 10
+    corners = [(0, 0), (0, 2 * B), (B, B), (2 * B, 0), (2 * B, 2 * B)]
+    for v in range(10):
+        want = hand_crops(pix, meta["data_mean"], [(0, 4, corners[v % 5][0], corners[v % 5][1], v >= 5)])
+        np.testing.assert_allclose(x[:, 4 * v:4 * v + 4], as_batch(want), atol=1e-4)
 
 
 def test_no_crop_canvas():

@@ -185,6 +185,17 @@ def test_resume_after_interruption(src, tmp_path, monkeypatch):
     np.testing.assert_array_equal(ma["data_mean"], mb_["data_mean"])
     np.testing.assert_array_equal(ma["color_pca"][0], mb_["color_pca"][0])
 
+    # a finished batch lost (and the meta) is made again, its images not counted twice
+    os.remove(os.path.join(dst, "data_batch_1"))
+    os.remove(os.path.join(dst, "batches.meta"))
+    r = mb.make_batches_from_folder(src, dst, **kw)
+    assert r["skipped"] == [2, 3, 4] and r["images"] == 10 and r["meta_written"]
+    np.testing.assert_array_equal(unpickle(os.path.join(ref, "data_batch_1"))["data"],
+                                  unpickle(os.path.join(dst, "data_batch_1"))["data"])
+    again = unpickle(os.path.join(dst, "batches.meta"))
+    np.testing.assert_array_equal(ma["data_mean"], again["data_mean"])
+    np.testing.assert_array_equal(ma["color_pca"][1], again["color_pca"][1])
+
     # resuming with other options is refused rather than mixing two plans
     with pytest.raises(mb.MakeBatchesError, match="other images or options"):
         mb.make_batches_from_folder(src, dst, **dict(kw, batch_size=4))
@@ -212,6 +223,9 @@ def test_array_items_and_worker_processes(tmp_path):
     r2 = mb.make_batches(items, str(tmp_path / "p2"), label_names=["even", "odd"], fmt="raw",
                          batch_size=4, size=SIZE, jobs=2, progress=False)
     assert r1["images"] == r2["images"] == 10
+    with pytest.raises(mb.MakeBatchesError, match=r"labels must be in 0\.\.0"):  # label 1 has no name
+        mb.make_batches(items, str(tmp_path / "p3"), label_names=["even"], fmt="raw", batch_size=4, size=SIZE,
+                        jobs=1, progress=False)
     assert r1["failed"] == r2["failed"] and r1["failed"][0][0].startswith("item ")
     for n in r1["batches"]:
         a = unpickle(str(tmp_path / "p1" / ("data_batch_%d" % n)))

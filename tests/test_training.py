@@ -1232,6 +1232,12 @@ def test_demo_learns(tmp_path, capsys):
     folder = ckpt_dir(str(tmp_path))
     assert checkpoints(folder) == ["40.4"]
     assert "Resume for 10 more epochs:  python -m cudaconvnet.convnet -f %s --epochs=50" % folder in out
+    # the mean subtracted is the training digits' (batches 1-4), the test digits kept out
+    batches = tmp_path / "digits-batches"
+    train = np.hstack([unpickle(str(batches / ("data_batch_%d" % b)))["data"] for b in range(1, 5)])
+    assert train.shape[1] == 1437
+    np.testing.assert_allclose(unpickle(str(batches / "batches.meta"))["data_mean"],
+                               train.mean(axis=1, keepdims=True, dtype=np.float64), rtol=1e-6)
 
 
 def test_demo_without_scikit_learn_is_one_line(tmp_path, monkeypatch):
