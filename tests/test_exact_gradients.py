@@ -63,12 +63,46 @@ def nets():
         out["sparse-" + kind] = (gc.CHM, [D("data", 0), ("sparse", layer)] + sum2("sparse"), SQ,
                                  (8 * (4 if kind == "conv" else 1),), 4)
     out["shared-conv"] = (gc.CHM, gc.shared_conv_net(False), SQ, IMG, 4)
+    msm = [D("data", 0), D("labels", 1), gc.shrink("d_s", "data"),
+           ("fc1", dict(type="fc", inputs="d_s", outputs=5, initW=1.0)), ("msm", dict(type="cost.msm", inputs="labels,fc1"))]
+    out["msm-coeff"] = (gc.CHM, msm, {"msm": dict(coeff=0.3, setSize=2, threads=2)}, (8, 1), 5)
+    # a layer whose input feeds another layer too adds its gradient to the one already there
+    # (scaleTargets 1): the later consumer in the config runs its bprop first
+    for dialect in (gc.CC, gc.CHM):
+        out["adding-" + dialect] = (dialect,) + adding_net(gc, dialect) + (4,)
+    out["adding-train"] = (gc.CHM,) + adding_net(gc, gc.CHM) + (4, {"train": True})
+    out["crossent2-fused-adding"] = (gc.CHM, gc.crossent2_net(True) + sum2("fc1", "sq2"), {"sq2": dict(coeff=0.1)},
+                                     (8, 4), 4, {"kinds": {1: "uniform"}})
     out["layers_cfg/layers.gc.cfg"] = (gc.CC, os.path.join(REPO, "layers_cfg", "layers.gc.cfg"),
                                        os.path.join(REPO, "layers_cfg", "layer-params.gc.cfg"), (192, 1), 10)
     if os.path.isdir(CHM_GC):
         out["chm example-layers/layers.gc.cfg"] = (gc.CHM, os.path.join(CHM_GC, "layers.gc.cfg"),
                                                    os.path.join(CHM_GC, "layer-params.gc.cfg"), (3072, 1), 10)
     return out
+
+
+def adding_net(gc, dialect):
+    """conv1 feeds an average pool, a randSparse conv (each map seen twice) and a linear
+    layer; f feeds dropout (the AlexNet code's hs), an eltsum of f with itself and a concat
+    of f with itself. Returns (defs, params, dims)."""
+    D, sum2 = gc.D, gc.sum2
+    defs = [D("data", 0), D("labels", 1),
+            ("conv1", dict(type="conv", inputs="data", channels=3, filters=16, padding=1, filterSize=3, partialSum=0,
+                           initW=0.5, initB=0.5, neuron="tanh[1,1]")),
+            ("avgp", dict(type="pool", pool="avg", inputs="conv1", channels=16, sizeX=2, stride=2)),
+            ("sparse", dict(type="conv", inputs="conv1", channels=16, groups=4, filterChannels=8, randSparse=1,
+                            filters=16, padding=0, filterSize=1, partialSum=0, initW=0.3)),
+            gc.shrink("c1s", "conv1"),
+            ("f", dict(type="fc", inputs="c1s", outputs=6, initW=1.0, neuron="tanh[1,1]")),
+            ("drop", dict(type="hs", inputs="f", keep=0.5)),
+            ("es", dict(type="eltsum", inputs="f,f", coeffs="0.7,-1.3")),
+            ("cat", dict(type="concat", inputs="f,f"))]
+    defs += sum2("avgp", "sq1") + sum2("sparse", "sq2") + sum2("drop", "sq3") + sum2("es", "sq4") + gc.logreg_top("cat")
+    params = {"drop": dict(enable=1), **{"sq%d" % i: dict(coeff=0.05) for i in range(1, 5)}}
+    if dialect == gc.CC:  # cuda-convnet has no hs and no concat: the eltsum goes to the logreg
+        defs = [d for d in defs[:-4] if d[0] not in ("drop", "sq3", "cat", "sq4")] + gc.logreg_top("es")
+        del params["drop"], params["sq3"], params["sq4"]
+    return defs, params, gc.IMG + (1,)
 
 
 def build(dialect, a, b, dims, ncls, tmp):
@@ -90,20 +124,25 @@ def build(dialect, a, b, dims, ncls, tmp):
     return ConvNet(layers, gc.N_CASES, gc.BE, dialect=dialect, seed=gc.SEED, out=lambda s: None)
 
 
-def check(net, data):
-    """{matrix name: relative error of central differences against backprop}."""
+def check(net, data, train=False):
+    """{matrix name: relative error of central differences against backprop}. With train,
+    in a training pass, the backend reseeded before each so that every pass draws the same
+    dropout masks."""
     import numpy as np
 
-    from cudaconvnet.engine.layers import PASS_GC
+    from cudaconvnet.engine.layers import PASS_GC, PASS_TRAIN
     be = net.be
     mini = next(iter(net.minibatches(data)))
     n = mini[0].shape[1]
+    pass_type = PASS_TRAIN if train else PASS_GC
 
     def cost():
-        net.fprop(mini, PASS_GC)
+        if train:
+            be.seed(1)
+        net.fprop(mini, pass_type)
         return net.getCost().getValue()
     cost()
-    net.bprop(PASS_GC)
+    net.bprop(pass_type)
     matrices = []
     for layer in net.layers:
         for i, w in enumerate(getattr(layer, "weights", [])):
@@ -114,7 +153,8 @@ def check(net, data):
     errors = {}
     for name, w in matrices:
         W = be.to_host(w.W).copy()
-        anal = be.to_host(w.Grad).reshape(W.shape) * (-1.0 / n)
+        # Grad is minus the gradient, summed over the cases (divided by them in training)
+        anal = be.to_host(w.Grad).reshape(W.shape) * (-1.0 if train else -1.0 / n)
         flat = rng.permutation(W.size)[:MAX_ENTRIES]
         num = np.empty(len(flat))
         for k, f in enumerate(flat):
@@ -145,12 +185,13 @@ def child():
     from cudaconvnet.backends.numpy import nvmatrix
     assert nvmatrix.f32 is np.float64
     out = {}
-    for name, (dialect, a, b, dims, ncls) in nets().items():
+    for name, (dialect, a, b, dims, ncls, *extra) in nets().items():
+        extra = extra[0] if extra else {}
         with tempfile.TemporaryDirectory() as tmp:
             net = build(dialect, a, b, dims, ncls, pathlib.Path(tmp))
-        data = gc.make_data(dims, gc.N_CASES, ncls)
+        data = gc.make_data(dims, gc.N_CASES, ncls, kinds=extra.get("kinds"))
         assert data[0].dtype == np.float64
-        out[name] = check(net, data)
+        out[name] = check(net, data, train=extra.get("train", False))
     print(json.dumps(out))
 
 
@@ -169,7 +210,8 @@ NETS = (["mini-cifar-cuda-convnet", "mini-cifar-alexnet", "mini-alexnet", "layer
                                    "softrelu", "drelu")]
         + ["rnorm", "cmrnorm", "cmrnorm-blocked", "nailbed", "blur", "resize", "rgb2yuv", "rgb2lab"]
         + ["conv-ps0", "conv-ps4", "conv-ps3-unshared-biases", "conv-stride2-ps1", "pool-max", "pool-avg",
-           "pool-maxabs", "sparse-conv", "sparse-local", "shared-conv"])
+           "pool-maxabs", "sparse-conv", "sparse-local", "shared-conv", "msm-coeff", "adding-cuda-convnet",
+           "adding-alexnet", "adding-train", "crossent2-fused-adding"])
 
 
 @pytest.mark.parametrize("net", NETS)
