@@ -40,7 +40,7 @@ import pytest
 from cudaconvnet import layer
 from cudaconvnet.backends import get_backend
 from cudaconvnet.engine import lr as lrs
-from cudaconvnet.engine.layers import PASS_TEST, PASS_TRAIN, EngineError
+from cudaconvnet.engine.layers import PASS_GC, PASS_TEST, PASS_TRAIN, EngineError
 from cudaconvnet.engine.net import ConvNet
 
 BE = get_backend("numpy")
@@ -856,12 +856,13 @@ def test_forward_local(tmp_path, dialect):
 
 @BOTH
 def test_forward_softmax_elementwise(tmp_path, dialect):
-    defs = [D("data", 0), D("more", 1), ("s", dict(type="eltsum", inputs="data,more", coeffs="0.5,-2")),
+    defs = [D("data", 0), D("more", 1), ("s", dict(type="eltsum", inputs="data,more", coeffs="1.5,-0.5")),
             ("m", dict(type="eltmax", inputs="data,more,s")), ("p", dict(type="softmax", inputs="m"))] + sum2("p")
     net, (x, y) = forward(tmp_path, dialect, defs, dims=(6, 6))
-    s = 0.5 * x - 2 * y
+    s = 1.5 * x - 0.5 * y
     close(acts(net, "s"), s)
     m = np.maximum(np.maximum(x, y), s)
+    assert (m == s).any() and (m == y).any()  # the third input wins where x > y, the second elsewhere
     close(acts(net, "m"), m)
     e = np.exp(m - m.max(axis=0))
     close(acts(net, "p"), e / e.sum(axis=0))
@@ -1376,6 +1377,25 @@ def test_wupdate_freq_averages_over_minibatches(tmp_path):
     x = x.astype(np.float64)
     g = -2 * 0.5 * (W.T @ x + biases(net, "fc1"))
     close(weights(net, "fc1"), W + 0.05 * (x @ g.T) / 16)
+
+
+def test_gradient_check_threshold_is_2_percent(tmp_path):
+    """A gradient 1.5% off passes the 2012 check, 2.5% off fails it (relative error < 0.02)."""
+    defs = [D("data", 0), ("fc1", dict(type="fc", inputs="data", outputs=3, initW=0.5, initB=0.1))] + sum2("fc1")
+    net, lines = build(tmp_path, CC, defs, dims=(4,))
+    net.gc_data = next(iter(net.minibatches(make_data((4,)))))
+    net.fprop(net.gc_data, PASS_GC)
+    net.baseErr = net.getCost().getValue()
+    net.bprop(PASS_GC)
+    net.numTests = net.numFailures = 0
+    w = net.layer_by_name["fc1"].biases
+    grad = BE.to_host(w.Grad).copy()
+    # (step 0.001: the one-sided difference's own error is 0.05% here)
+    for factor, fails in ((1.0, False), (1.015, False), (0.985, False), (1.025, True), (0.975, True)):
+        BE.copy(BE.array(grad * np.float32(factor)), w.Grad)
+        assert net.checkGradient("fc1 biases", 0.001, w) is fails
+        assert float(lines[-1].split(": ")[1]) == pytest.approx(abs(factor - 1), abs=0.002)
+    assert (net.numTests, net.numFailures) == (5, 2)
 
 
 def test_zero_gradient_passes_as_in_2012(tmp_path):
