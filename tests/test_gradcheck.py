@@ -1351,6 +1351,37 @@ def test_train_batch_learns_separable_problem(tmp_path, dialect):
     assert test.costs["logprob"][1] / 256 < 0.05   # top-1 error
 
 
+def test_wball_and_weight_contrast_norm(tmp_path):
+    """The AlexNet code's constraints after an update (chm:src/layer.cu ConvLayer::
+    constrainWeights): wcNormMax/Min scale each filter so that sqrt(sum (w - mean)^2) / rows
+    lies in [min, max]; wball scales a filter (column) whose norm exceeds it back onto the
+    ball and leaves the others alone."""
+    defs = [D("data", 0), ("conv1", dict(type="conv", inputs="data", channels=3, filters=16, padding=1,
+                                          filterSize=3, partialSum=0, initW=0.1)),
+            ("fc1", dict(type="fc", inputs="conv1", outputs=3, initW=0.1))] + sum2("fc1")
+    params = {"conv1": dict(wcNormMin=0.02, wcNormMax=0.05), "fc1": dict(wball=0.01)}
+    net, _ = build(tmp_path, CHM, defs, params, dims=IMG)
+    conv, fc = net.layer_by_name["conv1"], net.layer_by_name["fc1"]
+    rng = np.random.default_rng(3)
+    Wc = rng.standard_normal((27, 16)).astype(np.float32) * np.geomspace(0.01, 10, 16).astype(np.float32)
+    rms = np.sqrt(((Wc - Wc.mean(axis=0)) ** 2).sum(axis=0)) / 27
+    assert (rms < 0.02).any() and ((rms > 0.02) & (rms < 0.05)).any() and (rms > 0.05).any()
+    ball = fc.weights[0].wball  # wball times the rows a filter has (the parser's wballNormed)
+    assert 1 < ball < 0.8 ** 2 * ball ** 2  # column 0's squared norm lies between ball and ball^2
+    Wf = rng.standard_normal((256, 3)).astype(np.float32)
+    Wf *= np.array([0.8, 2.0, 3.0], np.float32) * np.float32(ball) / np.linalg.norm(Wf, axis=0)
+    BE.copy(BE.array(Wc), conv.weights[0].W)
+    BE.copy(BE.array(Wf), fc.weights[0].W)
+    conv.constrainWeights()
+    fc.constrainWeights()
+    want = Wc * np.clip(rms, 0.02, 0.05) / rms
+    close(BE.to_host(conv.weights[0].W), want, tol=1e-5)
+    got = BE.to_host(fc.weights[0].W).astype(np.float64)
+    np.testing.assert_array_equal(got[:, 0], Wf[:, 0])            # inside the ball: untouched
+    np.testing.assert_allclose(np.linalg.norm(got[:, 1:], axis=0), ball, rtol=1e-5)
+    np.testing.assert_allclose(got[:, 1:] / Wf[:, 1:], np.array([[1 / 2.0, 1 / 3.0]]).repeat(256, 0), rtol=1e-5)
+
+
 def test_alexnet_updates_only_layers_with_a_gradient(tmp_path):
     """The AlexNet code skips the update (momentum and decay included) of a layer whose
     gradient was not computed since its last update."""
