@@ -1014,3 +1014,58 @@ def test_nan_target_ignored_everywhere():
     t = nan_like(x.shape)
     cu.convGaussianBlur(x, np.ones((1, 3), np.float32), t, True, C, 0, 2.0)
     assert np.all(np.isfinite(t))
+
+
+# ========================================================================================
+# paths the engine takes rarely or never (found untested by a mutation audit)
+
+def test_blocked_add_matches_the_plain_formula():
+    """add() on a matrix of 4 blocks or more (an AlexNet fc update) goes block by block;
+    every element, the first block's too, is scaleTarget * t + scaleB * b as the small path."""
+    from cudaconvnet.backends.numpy import nvmatrix as nvm
+    rng = rng_for("blocked add")
+    t, b = randn(rng, 600, 600), randn(rng, 600, 600)
+    assert t.size >= 4 * nvm.BLOCK
+    want = t * np.float32(0.9) + np.float32(0.01) * b
+    nvm.add(t, b, 0.9, 0.01)
+    np.testing.assert_array_equal(t, want)
+
+
+def test_cross_entropy_softmax_grad_scales_by_the_label_mass():
+    rng = rng_for("xent mass")
+    p = softmax_probs(rng, 5, 4)
+    lab = 2 * rng.random((5, 4)).astype(np.float32)   # columns summing to anything
+    t = nan_like(p.shape)
+    lk.computeCrossEntSoftmaxGrad(lab, p, t, False, 1.5)
+    close(t, 1.5 * (lab - p * lab.sum(axis=0)))
+
+
+def test_msm_logadd_bands():
+    """2012's log(e^x + e^y): M + log(1 + e^-d) below d = 5, M + e^-d up to 15, M beyond."""
+    x = np.array([0.0, 0.0, 0.0, 0.0])
+    y = -np.array([3.0, 12.0, 16.0, 0.0])
+    got = lk._msm_logadd(x, y)
+    np.testing.assert_allclose(got, [np.log1p(np.exp(-3.0)), np.exp(-12.0), 0.0, np.log(2.0)], rtol=1e-12, atol=0)
+
+
+def test_img_acts_sparse_scales_its_target():
+    from cudaconvnet.backends.numpy import sparse_acts as sa
+    rng = rng_for("sparse scale")
+    C, G, FC, F, N = 8, 2, 4, 32, 4           # 8 colours, 2 groups each seeing 4, 16 filters a group
+    hid, flt = randn(rng, 64 * F, N), randn(rng, 9 * FC, F)
+    idx = np.array([0, 2, 4, 6, 1, 3, 5, 7], np.int32)
+    alone = nan_like((C * 64, N))
+    sa.convImgActsSparse(hid, flt, alone, idx, 8, 8, 8, -1, 1, C, FC, G, 0.0, 1.0)
+    t = randn(rng, C * 64, N)
+    want = 0.5 * t.astype(np.float64) + alone
+    sa.convImgActsSparse(hid, flt, t, idx, 8, 8, 8, -1, 1, C, FC, G, 0.5, 1.0)
+    close(t, want, 1e-5)
+
+
+def test_softmax_tree_update_divides_decay_by_the_node_size():
+    w, inc, g = (np.full((3, 2), v, np.float32) for v in (2.0, 0.5, 1.0))
+    lk.softmaxTreeUpdateWeights(w, inc, g, [1, 2, 4], 0.1, 0.9, 0.01)
+    s = np.array([[1.0], [2.0], [4.0]])
+    want_inc = 0.9 * 0.5 + (0.1 / s) * (1.0 - (0.01 / s) * 2.0)
+    close(inc, np.repeat(want_inc, 2, axis=1), 1e-6)
+    close(w, 2.0 + np.repeat(want_inc, 2, axis=1), 1e-6)
