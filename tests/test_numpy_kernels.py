@@ -1069,3 +1069,22 @@ def test_softmax_tree_update_divides_decay_by_the_node_size():
     want_inc = 0.9 * 0.5 + (0.1 / s) * (1.0 - (0.01 / s) * 2.0)
     close(inc, np.repeat(want_inc, 2, axis=1), 1e-6)
     close(w, 2.0 + np.repeat(want_inc, 2, axis=1), 1e-6)
+
+
+def test_random_pool_draws_every_pixel_of_clipped_windows():
+    """pool=rand over 3x3 windows at stride 2 from -1 on a 5x5 image: windows clipped to 2x2,
+    2x3, 3x2 and 3x3 pixels. Each output is a pixel of its own window, and every pixel of
+    every window is drawn."""
+    from cudaconvnet.backends.numpy import nvmatrix as nvm
+    nvm.seed(4)
+    N = 400
+    pixel = np.arange(25, dtype=np.float32)               # the value says where it came from
+    images = np.repeat(pixel[:, None], N, axis=1)
+    out = np.empty((9, N), np.float32)
+    cu.convLocalRandomPool(images, out, 1, 3, -1, 2, 3)
+    for oy in range(3):
+        for ox in range(3):
+            ys = range(max(0, 2 * oy - 1), min(5, 2 * oy + 2))
+            xs = range(max(0, 2 * ox - 1), min(5, 2 * ox + 2))
+            window = {5 * y + x for y in ys for x in xs}
+            assert set(out[3 * oy + ox].astype(int)) == window, (oy, ox)
