@@ -6,8 +6,9 @@ gradient that is 1% off. Here the NumPy engine runs in float64 (a child process 
 numpy.float32 to float64 before it imports cudaconvnet, so every matrix the engine makes
 is float64) and central differences with a step of 1e-6 must agree with backprop's
 gradients to 1e-6 relative error: for test_gradcheck's nets of every layer type, its mixed
-nets of both dialects and two gradient-check configs. A 0.3% error in one neuron's gradient
-fails here and passes the 2012 check.
+nets of both dialects, nets where layers add their gradients to one another's, and two
+gradient-check configs. A 0.3% error in one neuron's gradient fails here and passes the
+2012 check.
 
 It also settles a question about the AlexNet code's own example-layers/layers.gc.cfg. Under
 the 2012 check (bias step 0.05, one-sided, float32) its three conv bias checks fail, at 0.025
@@ -31,8 +32,10 @@ MAX_ENTRIES = 48  # entries checked per matrix (all of a smaller one), drawn wit
 
 def nets():
     """name -> (dialect, layers.cfg and layer-params.cfg or test_gradcheck's defs and params,
-    dims, classes): test_gradcheck's nets of every layer type whose gradient is exact in 2012
-    (not cnorm's, which holds the local mean constant, nor the ones it asserts fail)."""
+    dims, classes[, {"kinds": make_data's kinds, "train": check a training pass}]):
+    test_gradcheck's nets of every layer type whose gradient is exact in 2012 (not cnorm's,
+    which holds the local mean constant, nor the ones it asserts fail), and nets where a
+    layer adds its gradient to another's."""
     import test_gradcheck as gc
     D, conv_below, sum2, SQ, IMG = gc.D, gc.conv_below, gc.sum2, gc.SQ, gc.IMG
     out = {}
@@ -212,6 +215,10 @@ NETS = (["mini-cifar-cuda-convnet", "mini-cifar-alexnet", "mini-alexnet", "layer
         + ["conv-ps0", "conv-ps4", "conv-ps3-unshared-biases", "conv-stride2-ps1", "pool-max", "pool-avg",
            "pool-maxabs", "sparse-conv", "sparse-local", "shared-conv", "msm-coeff", "adding-cuda-convnet",
            "adding-alexnet", "adding-train", "crossent2-fused-adding"])
+
+
+def test_every_net_is_asserted(errors):
+    assert set(errors) <= set(NETS)
 
 
 @pytest.mark.parametrize("net", NETS)
