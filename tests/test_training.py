@@ -726,6 +726,35 @@ def test_nan_cost_line_per_dialect(dialect, line):
     assert out.getvalue() == line
 
 
+def test_alexnet_test_block_orders_and_averages():
+    """The AlexNet code's test block, from a model stand-in: the test output's costs in the
+    order of one deep copy, the averages' in that of two, over the last len(--test-range)
+    tests only; the layers' lines in name order (fc10 before fc9); batch outputs in the
+    order of the dict itself."""
+    from types import SimpleNamespace
+    from cudaconvnet.printer import Py2Print
+    out = io.StringIO()
+    w = [np.full((2, 2), 0.5, np.float32)]
+    layers = {"fc9": dict(name="fc9", weights=w, weightsInc=w, biases=w[0], biasesInc=w[0]),
+              "fc10": dict(name="fc10", weights=w, weightsInc=w, biases=w[0], biasesInc=w[0])}
+    # earlier tests hold per-case averages (printing divided them), the newest its sums
+    tests = [({"logreg": [1.0, 0.1], "logreg1": [2.0, 0.2]}, 10), ({"logreg": [2.0, 0.1], "logreg1": [4.0, 0.2]}, 10),
+             ({"logreg": [30.0, 1.0], "logreg1": [60.0, 2.0]}, 10)]
+    model = SimpleNamespace(p=Py2Print(out), dialect=lambda: "alexnet", test_outputs=tests,
+                            opt=lambda k: {"test_batch_range": [5, 6]}[k], model_state={"layers": layers})
+    model.print_costs = lambda *a, **k: convnet.ConvNet.print_costs(model, *a, **k)
+    model.aggregate_test_outputs = lambda t: convnet.ConvNet.aggregate_test_outputs(model, t)
+    convnet.ConvNet.print_test_results(model)
+    lines = out.getvalue().split("\n")
+    i = lines.index("======================Test output======================")
+    assert lines[i + 1] == "logreg:  3.000000, 0.100000 logreg1:  6.000000, 0.200000 "
+    assert lines[i + 2] == "----------------------Averages-------------------------"
+    assert lines[i + 3] == "logreg1:  5.000000, 0.200000 logreg:  2.500000, 0.100000 "  # tests 2 and 3
+    assert [l.split("'")[1] for l in lines if l.startswith("Layer '")] == ["fc10", "fc10", "fc9", "fc9"]
+    assert convnet.ConvNet.format_batch_output(model, ({"logreg": [1], "logreg1": [2]}, 5)) == \
+        "({'logreg1': [2], 'logreg': [1]}, 5)"
+
+
 def test_py2_cost_order_after_deep_copies():
     """The order 2012 printed costs in: a Python 2 dict filled in name order (training
     lines), then deep-copied once (the AlexNet code's test output) or twice (its averages).
@@ -1303,12 +1332,24 @@ def test_hdf5_export(tmp_path, trained, data8, net):
                 for k in ("filters", "filterSize", "padding", "stride", "channels"):
                     assert g.attrs[k] == l[k], k
         if net == "conv":
+            assert f.attrs["dialect"] == "cuda-convnet"
             assert list(f["conv1"].attrs["inputs"]) == ["data"]
             assert f["conv1"].attrs["neuron"] == "relu"
             assert list(f["fc4"].attrs["inputs"]) == ["pool1"]
+            # flags as integers, lists of ints as int64, of floats as float64
+            shared = f["conv1"].attrs["sharedBiases"]
+            assert isinstance(shared, np.integer) and shared == 1
+            assert f["conv1"].attrs["filterSize"].dtype == np.int64
+            assert f["conv1"].attrs["epsW"].dtype == np.float64
         else:
             assert f.attrs["dialect"] == "alexnet"
             assert list(f["fc4"].attrs["inputs"]) == ["drop"]
+
+
+def test_hdf5_neuron_names():
+    from cudaconvnet.export import _neuron_str
+    assert _neuron_str({"type": "tanh", "params": {"a": 1.7159, "b": 0.6666}}) == "tanh[1.7159,0.6666]"
+    assert _neuron_str({"type": "relu", "params": {}}) == "relu"
 
 
 def test_hdf5_export_errors(tmp_path):
