@@ -21,7 +21,7 @@ import pytest
 from cudaconvnet import layer
 from cudaconvnet.layer import ALEXNET as AN
 from cudaconvnet.layer import CUDA_CONVNET as CC
-from cudaconvnet.layer import LayerParser, LayerParsingError, StaticModel
+from cudaconvnet.layer import LayerParser, LayerParsingError, NeuronLayerParser, StaticModel
 
 DIMS = (192, 1)  # 3x8x8 images, then the labels
 DEFAULT = {"type": "default", "params": {}}
@@ -532,6 +532,21 @@ def test_rscale_cuda_convnet(tmp_path, capsys):
     # cuda-convnet computes the size: floor(8 / 1.5) = 5, and ignores tgtSize (cc:layer.py:478)
     assert (rs["tgtSize"], rs["tgtPixels"], rs["outputs"], rs["maxScale"]) == (5, 25, 75, 1.5)
     assert "Initialized random scale layer 'rs', producing 5x5 3-channel output" in init_lines(capsys)
+    rs = named(parse(tmp_path, net(CC, body.replace("1.5", "1.45"), "rs"), PARAMS))["rs"]
+    assert rs["tgtSize"] == 5  # floor(5.52), not round
+
+
+def test_elementwise_sum_coeffs_default_to_floats_of_one(tmp_path):
+    for d in (CC, AN):
+        es = named(parse(tmp_path, net(d, "[es]\ntype=eltsum\ninputs=data,data\n" + G(d), "es"), PARAMS, d))["es"]
+        assert es["coeffs"] == [1.0, 1.0] and all(type(c) is float for c in es["coeffs"])
+
+
+def test_unused_layer_name_counts_from_1():
+    """A neuron layer split off a layer gets '<layer>_neuron', or .1, .2 ... when taken."""
+    assert NeuronLayerParser.get_unused_layer_name(["fc_neuron"], "fc_neuron") == "fc_neuron.1"
+    assert NeuronLayerParser.get_unused_layer_name(["a", "a.1"], "a") == "a.2"
+    assert NeuronLayerParser.get_unused_layer_name(["b"], "a") == "a"
 
 
 def test_rscale_alexnet(tmp_path, capsys):
