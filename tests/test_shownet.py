@@ -232,6 +232,15 @@ def test_conv1_filters_grid(digits, tmp_path, capsys):
     assert grid.shape[:2] == (h * scale, w * scale) and scale >= 1
     assert read_png(path).shape[0] == h * scale + shownet.FILTER_TITLE_PX
     assert np.allclose(grid[..., 0], grid[..., 1]) and np.allclose(grid[..., 1], grid[..., 2])  # gray
+    fig = model_for(["-f", str(digits[0]), "--show-filters=conv1", "--save-dir=%s" % tmp_path]).plot_filters()[1]
+    assert fig.texts[0].get_text() == "Layer conv1 5x5 filters 0-31"
+
+
+def test_filter_grid_scale():
+    """A grid is drawn at the whole factor that brings it nearest 640 pixels wide, at most
+    12, and lower while it would pass 2560 pixels high."""
+    assert shownet.filter_scale((13, 97)) == 6 and shownet.filter_scale((13, 41)) == 12
+    assert shownet.filter_scale((700, 41)) == 3 and shownet.filter_scale((5000, 41)) == 1
 
 
 def test_filter_pixels_are_the_weights(digits):
@@ -374,7 +383,9 @@ def test_predictions_with_several_labels_a_case(digits, tmp_path, monkeypatch):
     names all its classes, each of them is a red bar, and a mistake is a top guess outside
     them. Here every digit is also labelled '0'."""
     m = model_for(["-f", str(digits[0]), "--show-preds=probs", "--only-errors=1", "--save-dir=%s" % tmp_path])
-    m.style = dict(m.style, first_synonym=True)
+    m.style = dict(m.style, first_synonym=True)   # ImageNet's 'tabby, tabby cat' is shown as 'tabby'
+    dp = m.test_data_provider
+    dp.batch_meta = dict(dp.batch_meta, label_names=["%d, digit %d" % (c, c) for c in range(10)])
     epoch, batchnum, (x, y) = m.test_data_provider.get_next_batch()
     multi = np.zeros((10, y.shape[1]), np.float32)
     multi[y[0].astype(int), np.arange(y.shape[1])] = 1
