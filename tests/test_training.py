@@ -1090,6 +1090,26 @@ def test_error_after_a_progress_line_starts_its_own_line(capsys):
     assert capsys.readouterr() == ("1.2... logprob: 0.5\n", "stopped\n")
 
 
+def test_py2_print_softspace():
+    """Python 2's print: a space before an item after 'print x,'; none after a string ending in
+    a newline or tab; a plain write cancels the pending space; a line from the 2012 C++ module
+    (printf) leaves it pending, so the next 'print' item starts with a space."""
+    from cudaconvnet.printer import Py2Print
+    out = io.StringIO()
+    p = Py2Print(out)
+    p("logprob: ", comma=True)
+    p("2.3", comma=True)
+    p("x\t", comma=True)
+    p("y")
+    p("a", comma=True)
+    p.raw("from C++")
+    p("b")
+    p("c", comma=True)
+    p.write("|")
+    p("d")
+    assert out.getvalue() == "logprob:  2.3 x\ty\nafrom C++\n b\nc|d\n"
+
+
 def test_out_of_memory_is_one_line(capsys):
     """A net or minibatch too big for the machine: one line and status 1, not a traceback."""
     from cudaconvnet.printer import Py2Print
