@@ -112,6 +112,9 @@ def test_latin1_bytes_pass_through(tmp_path):
     p = parser(tmp_path, b"[a\xe9]\nx=\xe9\xff\n")
     assert p.sections() == ["a\xe9"]
     assert p.get("a\xe9", "x") == "\xe9\xff"
+    # option names are lowered as Python 2 lowered byte strings: ASCII only
+    p = parser(tmp_path, b"[a]\nX\xc4=1\n")
+    assert p.items("a") == [("x\xc4", "1")]
 
 
 # -- interpolation ----------------------------------------------------------------------------
