@@ -128,6 +128,8 @@ RNORM_UNDOS = [  # (numFilters, numImages, imgSize, size, scaleTargets, scaleOut
     ((16, 64, 4, 3, 0, 1), "kRNormUndo"), ((16, 50, 4, 5, 1, 1), "kRNormUndo"),
     ((16, 128, 5, 6, 0, 1), "kRNormUndo2"), ((16, 64, 4, 7, 0.5, 2), "kRNormUndo2"),
     ((16, 40, 4, 6, 1, 1), "kRNormUndo2"),
+    # images big enough that a 4x4 square's reach is not cut off by the edge on both sides
+    ((16, 64, 8, 6, 0, 1), "kRNormUndo2"), ((16, 64, 9, 7, 1, 1), "kRNormUndo2"),
 ]
 
 
@@ -385,6 +387,18 @@ AGG_SHAPES_SLOW = [((16384, 8), "kAggShortRows"), ((16384, 16), "kAggShortRows")
                    ((16384, 64), "kAggShortRows")]
 if EMULATE_ALL:
     AGG_SHAPES += AGG_SHAPES_SLOW
+
+
+def test_wholerow_sum_blocks_take_several_rows(be, kernels, monkeypatch):
+    """kAggRows_wholerow_nosync's blocks go on to another row when the rows outnumber them
+    (2012 capped the grid at 1024 blocks; capped at 2 here so that 5 rows are enough)."""
+    from cudaconvnet.backends.cuda import nvmatrix as nvm
+    monkeypatch.setattr(nvm, "AWR_MAX_ROW_BLOCKS", 2)
+    m = R((5, 600), 66)
+    d = be.array(np.full((5, 1), np.nan, np.float32))
+    be.addSum(d, be.array(m), 1, 0, 1)
+    np.testing.assert_allclose(be.to_host(d), m.astype(np.float64).sum(axis=1, keepdims=True), rtol=1e-5)
+    assert kernels.names() == ["kAggRows_wholerow_nosync"]
 
 
 @pytest.mark.parametrize("shape,kernel", AGG_SHAPES, ids=str)

@@ -49,6 +49,7 @@ CPUSUM_MAX = 4096
 ADD_VEC_THREADS_X = 64
 ADD_VEC_THREADS_Y = 4
 AWR_NUM_THREADS = 256
+AWR_MAX_ROW_BLOCKS = 1024  # kAggRows_wholerow_nosync's grid: at most this many blocks, one row each in turn
 SGEMM_TILE = 16
 
 
@@ -123,7 +124,7 @@ def select_aggregate(axis, height, width, agg, op):
                           (blocks_x, blocks_y), block)
         return Launch(FILE, "kAggShortRows2", (agg, op), (blocks_x, blocks_y), block)
     if width >= 512:
-        return Launch(FILE, "kAggRows_wholerow_nosync", (agg, op), (1, min(1024, height)),
+        return Launch(FILE, "kAggRows_wholerow_nosync", (agg, op), (1, min(AWR_MAX_ROW_BLOCKS, height)),
                       (AWR_NUM_THREADS, 1, 1))
     threads_x = 32 if width <= 64 else 64 if width <= 128 else 128 if width <= 256 else 256
     blocks_x = DIVUP(width, 2 * threads_x)
