@@ -437,7 +437,10 @@ def run_main(main):
     # GPUs, which warned of nothing: numpy's warnings would only add lines to stderr.
     np.seterr(all="ignore")
     try:
-        status = main()
+        try:
+            status = main()
+        except MemoryError as e:  # a net or minibatch too big for this machine
+            raise StopTraining("Out of memory: %s" % (e or "MemoryError")) from None
     except StopTraining as e:
         if e.message:
             if Py2Print.line_open:  # after "1.2...", the error gets a line of its own
@@ -447,9 +450,4 @@ def run_main(main):
     except KeyboardInterrupt:
         print("\nInterrupted.", file=sys.stderr)
         status = 130
-    except MemoryError as e:  # a net or minibatch too big for this machine
-        if Py2Print.line_open:
-            print(flush=True)
-        print("Out of memory: %s" % (e or "MemoryError"), file=sys.stderr)
-        status = 1
     sys.exit(status or 0)

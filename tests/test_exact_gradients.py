@@ -87,7 +87,8 @@ def nets():
 def adding_net(gc, dialect):
     """conv1 feeds an average pool, a randSparse conv (each map seen twice) and a linear
     layer; f feeds dropout (the AlexNet code's hs), an eltsum of f with itself and a concat
-    of f with itself. Returns (defs, params, dims)."""
+    of f with itself. cuda-convnet has no hs and no concat: there the eltsum goes to the
+    logreg. Returns (defs, params, dims)."""
     D, sum2 = gc.D, gc.sum2
     defs = [D("data", 0), D("labels", 1),
             ("conv1", dict(type="conv", inputs="data", channels=3, filters=16, padding=1, filterSize=3, partialSum=0,
@@ -96,16 +97,18 @@ def adding_net(gc, dialect):
             ("sparse", dict(type="conv", inputs="conv1", channels=16, groups=4, filterChannels=8, randSparse=1,
                             filters=16, padding=0, filterSize=1, partialSum=0, initW=0.3)),
             gc.shrink("c1s", "conv1"),
-            ("f", dict(type="fc", inputs="c1s", outputs=6, initW=1.0, neuron="tanh[1,1]")),
-            ("drop", dict(type="hs", inputs="f", keep=0.5)),
-            ("es", dict(type="eltsum", inputs="f,f", coeffs="0.7,-1.3")),
-            ("cat", dict(type="concat", inputs="f,f"))]
-    defs += sum2("avgp", "sq1") + sum2("sparse", "sq2") + sum2("drop", "sq3") + sum2("es", "sq4") + gc.logreg_top("cat")
-    params = {"drop": dict(enable=1), **{"sq%d" % i: dict(coeff=0.05) for i in range(1, 5)}}
-    if dialect == gc.CC:  # cuda-convnet has no hs and no concat: the eltsum goes to the logreg
-        defs = [d for d in defs[:-4] if d[0] not in ("drop", "sq3", "cat", "sq4")] + gc.logreg_top("es")
-        del params["drop"], params["sq3"], params["sq4"]
-    return defs, params, gc.IMG + (1,)
+            ("f", dict(type="fc", inputs="c1s", outputs=6, initW=1.0, neuron="tanh[1,1]"))]
+    costs = sum2("avgp", "sq1") + sum2("sparse", "sq2")
+    params = {"sq1": dict(coeff=0.05), "sq2": dict(coeff=0.05)}
+    if dialect == gc.CC:
+        defs += [("es", dict(type="eltsum", inputs="f,f", coeffs="0.7,-1.3"))]
+        return defs + costs + gc.logreg_top("es"), params, gc.IMG + (1,)
+    defs += [("drop", dict(type="hs", inputs="f", keep=0.5)),
+             ("es", dict(type="eltsum", inputs="f,f", coeffs="0.7,-1.3")),
+             ("cat", dict(type="concat", inputs="f,f"))]
+    costs += sum2("drop", "sq3") + sum2("es", "sq4")
+    params.update(drop=dict(enable=1), sq3=dict(coeff=0.05), sq4=dict(coeff=0.05))
+    return defs + costs + gc.logreg_top("cat"), params, gc.IMG + (1,)
 
 
 def build(dialect, a, b, dims, ncls, tmp):
