@@ -1557,30 +1557,37 @@ def test_resume_with_a_changed_layer_def_keeps_the_old_layers(tmp_path):
     assert [l["name"] for l in again] == ["data", "labels", "fc10", "probs", "logprob"]
 
 
-RESUME_NAMES = ["c22", "pool1", "n15", "fc10", "fc23", "n34", "fc36", "conv0", "conv26", "c11", "n10"]
-RESUME_NEURONS = {"pool1", "fc10", "fc23", "fc36", "c11", "n10"}
+# (layers in layers.cfg order, those with neuron=relu, the two lacking params, the layer the
+# 2012 AlexNet parser named on a fresh parse, and on a resume). Both outcomes were produced by
+# the AlexNet code's layer.py under Python 2.7.18: parse_layers, cPickle round trip of the
+# dict, parse_layers(..., layers=...). In the second net the resumed order depends on the
+# order the neuron layers were detached in (a walk of the dict in its Python 2 order): in
+# layers.cfg order instead, c40 would come first.
+RESUME_CASES = [
+    ("c22 pool1 n15 fc10 fc23 n34 fc36 conv0 conv26 c11 n10", "pool1 fc10 fc23 fc36 c11 n10", "fc10 fc36",
+     "fc36", "fc10"),
+    ("n33 fc24 l27 conv21 l37 fc31 c40", "c40 conv21 fc31 l27 l37 n33", "l27 c40", "c40", "l27"),
+]
 
 
-def test_alexnet_resume_reports_the_2012_layer(tmp_path):
+@pytest.mark.parametrize("names, neurons, missing, fresh, resumed", RESUME_CASES)
+def test_alexnet_resume_reports_the_2012_layer(tmp_path, names, neurons, missing, fresh, resumed):
+    names, neurons, missing = names.split(), neurons.split(), missing.split()
     ldef, prev = HEAD, "data"
-    for nm in RESUME_NAMES:
+    for nm in names:
         ldef += "\n[%s]\ntype=fc\noutputs=10\ninputs=%s\ninitW=0.01\ngpu=0\n%s" % (
-            nm, prev, "neuron=relu\n" if nm in RESUME_NEURONS else "")
+            nm, prev, "neuron=relu\n" if nm in neurons else "")
         prev = nm
     ldef += "\n[probs]\ntype=softmax\ninputs=%s\n\n[logprob]\ntype=cost.logreg\ninputs=labels,probs\ngpu=0\n" % prev
-    params = "[logprob]\ncoeff=1\n" + "".join("\n[%s]\n%s" % (nm, FC_PARAMS) for nm in RESUME_NAMES)
-    # a fresh parse with fc10 and fc36 lacking params names fc36, as 2012 did
-    missing = "[logprob]\ncoeff=1\n" + "".join("\n[%s]\n%s" % (nm, FC_PARAMS) for nm in RESUME_NAMES
-                                               if nm not in ("fc10", "fc36"))
-    assert parse_error(tmp_path, ldef, missing, AN).msg.startswith("Layer 'fc36' ")
-    # but resumed from the checkpoint of the first run, 2012 (pickle round trip of its dict,
-    # then parse_layers(..., layers)) named fc10
+    params = "[logprob]\ncoeff=1\n" + "".join("\n[%s]\n%s" % (nm, FC_PARAMS) for nm in names)
+    lacking = "[logprob]\ncoeff=1\n" + "".join("\n[%s]\n%s" % (nm, FC_PARAMS) for nm in names if nm not in missing)
+    assert parse_error(tmp_path, ldef, lacking, AN).msg.startswith("Layer '%s' " % fresh)
     layers = parse(tmp_path, ldef, params, AN)
-    (tmp_path / "layer-params.cfg").write_text(missing)
+    (tmp_path / "layer-params.cfg").write_text(lacking)
     with pytest.raises(LayerParsingError) as ei:
         LayerParser.parse_layers(str(tmp_path / "layers.cfg"), str(tmp_path / "layer-params.cfg"),
                                  StaticModel(DIMS, 10), layers=layers, dialect=AN)
-    assert ei.value.msg.startswith("Layer 'fc10' of type 'fc' requires extra parameters")
+    assert ei.value.msg.startswith("Layer '%s' of type 'fc' requires extra parameters" % resumed)
 
 
 # =============================================================================================

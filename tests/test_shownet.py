@@ -343,6 +343,20 @@ def test_local_filters(cropped, tmp_path, capsys, monkeypatch):
     assert np.array_equal(filters[0, :, 7], w[7, 0, :, 3])  # module 7's filter 3
 
 
+def test_local_plane_of_a_multichannel_layer():
+    """--local-plane on a 2-colour local layer: the 2012 code took weights[:, :, :, plane] of
+    (modules, channels, pixels, filters) and swapped it to (channels, pixels, modules)."""
+    modules, channels, pixels, filters = 4, 2, 9, 3
+    w = np.arange(modules * channels * pixels * filters, dtype=np.float32).reshape(modules * channels * pixels, filters)
+    layer = {"name": "loc", "type": "local", "weights": [w], "filters": filters, "filterChannels": [channels],
+             "filterPixels": [pixels], "modules": modules, "modulesX": 2}
+    got, first, num, per_row, note = shownet.layer_filters(layer, 0, local_plane=1)
+    planes = w.reshape(modules, channels, pixels, filters)[:, :, :, 1]
+    assert np.array_equal(got, planes.swapaxes(0, 2).swapaxes(0, 1))
+    assert got[1, 4, 3] == w[(3 * channels + 1) * pixels + 4, 1]   # module 3, channel 1, pixel 4
+    assert (first, num, per_row) == (0, modules, 2)
+
+
 # -- predictions -----------------------------------------------------------------------------------------------
 def test_predictions_png(digits, tmp_path):
     m = model_for(["-f", str(digits[0]), "--show-preds=probs", "--save-dir=%s" % tmp_path])
@@ -419,6 +433,12 @@ def test_multiview_predictions(cropped, tmp_path):
              for v in range(10)]
     assert np.allclose(probs, np.mean(views, axis=0), atol=1e-5)
     assert "average of 10 views" in fig.texts[0].get_text()
+    # each case is drawn as its centre crop, view 2 of the 10 (cases n*2 .. n*3-1)
+    dp = m.test_data_provider
+    drawn = np.array([ax.images[0].get_array() for ax in fig.axes[0::2]])
+    centre, corner = (dp.get_plottable_data(np.ascontiguousarray(data[0][:, v * n + cases])) for v in (2, 0))
+    assert np.allclose(drawn, np.clip(centre, 0, 1).reshape(drawn.shape))
+    assert not np.allclose(drawn, np.clip(corner, 0, 1).reshape(drawn.shape))
 
 
 # -- features, top-5 -------------------------------------------------------------------------------------------

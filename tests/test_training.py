@@ -1366,6 +1366,22 @@ def test_hdf5_export(tmp_path, trained, data8, net):
             assert list(f["fc4"].attrs["inputs"]) == ["drop"]
 
 
+def test_hdf5_export_keeps_the_checkpoints_layer_order(tmp_path, trained):
+    """f.attrs['layers'] lists the layers as the checkpoint holds them, not by name: here the
+    conv layer renamed 'zconv1' still comes before fc4 (cuda-convnet inputs are indices)."""
+    h5py = pytest.importorskip("h5py")
+    dic = load(os.path.join(trained["dir"], "2.2"))
+    first = next(l for l in dic["model_state"]["layers"] if l["name"] == "conv1")
+    first["name"] = "zconv1"
+    pickle(str(tmp_path / "2.2"), dic)
+    proc = cli(str(tmp_path / "2.2"), str(tmp_path / "w.h5"), module="cudaconvnet.export")
+    assert proc.returncode == 0, proc.stderr
+    with h5py.File(tmp_path / "w.h5", "r") as f:
+        assert list(f.attrs["layers"]) == [l["name"] for l in dic["model_state"]["layers"] if "weights" in l]
+        assert list(f.attrs["layers"])[0] == "zconv1"
+        assert list(f["fc4"].attrs["inputs"]) == ["pool1"]
+
+
 def test_hdf5_neuron_names():
     from cudaconvnet.export import _neuron_str
     assert _neuron_str({"type": "tanh", "params": {"a": 1.7159, "b": 0.6666}}) == "tanh[1.7159,0.6666]"
