@@ -4,12 +4,13 @@ that tests can check them on machines without a GPU.
 How: the real .cu file is compiled by g++ (C++20) together with a small CUDA shim. A
 launch runs the grid's blocks one after another; each block's threads are OS threads (one
 per CUDA thread) that run the kernel concurrently; __syncthreads is a barrier over the
-block, __syncwarp one over the lanes of the thread's warp named in its mask; __shared__
-arrays are static locals of the kernel, filled with 0xFF bytes (NaN as floats) before each
-block so that reading shared memory nobody wrote shows in the results. The arguments are
-packed exactly as PyCUDA packs them (struct codes, native alignment) and unpacked by the
-kernel's own parameter types, so a host-side argument list that disagrees with the kernel
-signature shows up too.
+block, __syncwarp one over the lanes of the thread's warp named in its mask (a launch in
+which no barrier completes for a minute fails: a deadlock is a failed test, not a hung
+run); __shared__ arrays are static locals of the kernel, filled with 0xFF bytes (NaN as
+floats) before each block so that reading shared memory nobody wrote shows in the results.
+The arguments are packed exactly as PyCUDA packs them (struct codes, native alignment) and
+unpacked by the kernel's own parameter types, so a host-side argument list that disagrees
+with the kernel signature shows up too.
 
 What it checks: indexing, staging through shared memory, barriers, bounds checks, the
 template arguments the selectors pick and the host modules' argument lists. What it does
@@ -26,6 +27,9 @@ Environment:
   CUDACONVNET_EMULATE_CFLAGS  more g++ flags, e.g. "-fsanitize=address" (run python with
                               LD_PRELOAD=$(g++ -print-file-name=libasan.so),
                               ASAN_OPTIONS=detect_leaks=0) to catch out-of-bounds accesses;
+  CUDACONVNET_EMULATE_BARRIER_TIMEOUT
+                              seconds without a completed barrier after which a launch
+                              is failed as deadlocked (default 60);
   CUDACONVNET_EMULATE_SRC     another cuda_src tree to emulate instead of this checkout's
                               (e.g. to compare a rewritten kernel file with its previous
                               version on the same tests).
@@ -45,10 +49,12 @@ import pytest
 from cudaconvnet.backends.cuda import loader
 
 EMU_CFLAGS = os.environ.get("CUDACONVNET_EMULATE_CFLAGS", "").split()
+BARRIER_TIMEOUT = float(os.environ.get("CUDACONVNET_EMULATE_BARRIER_TIMEOUT", "60"))
 EMU_SRC = Path(os.environ["CUDACONVNET_EMULATE_SRC"]) if os.environ.get("CUDACONVNET_EMULATE_SRC") else loader.CUDA_SRC
 
 EMU_HEADER = r'''
-#include <barrier>
+#include <atomic>
+#include <chrono>
 #include <cmath>
 #include <condition_variable>
 #include <cstddef>
@@ -74,28 +80,51 @@ inline float4 make_float4(float x, float y, float z, float w) { return float4{x,
 #define __align__(n) __attribute__((aligned(n)))
 thread_local uint3 threadIdx, blockIdx;
 static dim3 blockDim, gridDim;
-static std::barrier<>* emu_barrier;
-inline void __syncthreads() { emu_barrier->arrive_and_wait(); }
+// Barriers that give up. Waiting is an atomic wait on the barrier's generation (a futex, as
+// std::barrier waits); a watchdog thread per launch (see emu_launch) marks the launch broken
+// when no barrier has completed for `timeout` seconds, and wakes every waiter; a
+// broken launch's threads then throw out of their barriers and the launch returns an error
+// instead of hanging (a missing or divergent __syncthreads is a failed test, not a stuck run).
+struct EmuBroken {};
+static std::atomic<bool> emu_broken{false};
+static std::atomic<unsigned long> emu_progress{0};  // barrier phases completed
+struct EmuBarrier {
+    std::atomic<unsigned> arrived{0}, generation{0};
+    void arrive_and_wait(unsigned expected) {
+        if (emu_broken) throw EmuBroken{};
+        const unsigned gen = generation.load(std::memory_order_acquire);
+        if (arrived.fetch_add(1, std::memory_order_acq_rel) + 1 == expected) {
+            arrived.store(0, std::memory_order_relaxed);
+            emu_progress.fetch_add(1, std::memory_order_relaxed);
+            generation.fetch_add(1, std::memory_order_release);
+            generation.notify_all();
+            return;
+        }
+        generation.wait(gen, std::memory_order_acquire);
+        if (emu_broken) throw EmuBroken{};
+    }
+    void wake() {
+        generation.fetch_add(1, std::memory_order_release);
+        generation.notify_all();
+    }
+};
+static EmuBarrier emu_block_barrier;
+static EmuBarrier emu_warp_barriers[32];
+static void emu_break() {
+    emu_broken = true;
+    emu_block_barrier.wake();
+    for (EmuBarrier& b : emu_warp_barriers) b.wake();
+}
+inline void __syncthreads() { emu_block_barrier.arrive_and_wait(blockDim.x * blockDim.y); }
 
 // __syncwarp(mask): the lanes of `mask` in the caller's warp (those the block has) wait
 // for each other; every lane named must call it, as on the GPU
-struct EmuWarpBarrier { std::mutex m; std::condition_variable cv; unsigned arrived = 0, generation = 0; };
-static EmuWarpBarrier emu_warp_barriers[32];
 inline void __syncwarp(unsigned mask = 0xffffffffu) {
     const unsigned threads = blockDim.x * blockDim.y;
     const unsigned warp = (threadIdx.y * blockDim.x + threadIdx.x) / 32;
     unsigned lanes = 0;
     for (unsigned l = 0; l < 32; l++) lanes += ((mask >> l) & 1u) && warp * 32 + l < threads;
-    EmuWarpBarrier& b = emu_warp_barriers[warp];
-    std::unique_lock<std::mutex> lock(b.m);
-    const unsigned gen = b.generation;
-    if (++b.arrived == lanes) {
-        b.arrived = 0;
-        b.generation++;
-        b.cv.notify_all();
-    } else {
-        b.cv.wait(lock, [&] { return b.generation != gen; });
-    }
+    emu_warp_barriers[warp].arrive_and_wait(lanes);
 }
 
 // the intrinsics, at the host's IEEE precision (the GPU's approximations are not emulated);
@@ -133,34 +162,64 @@ extern "C" void emu_set_shared(char** ptrs, const size_t* sizes, unsigned n) {
     for (unsigned i = 0; i < n; i++) emu_shared_arrays.emplace_back(ptrs[i], sizes[i]);
 }
 
-// run every block of the grid, one after the other; the block's threads run concurrently
-template <typename... Ts> static void emu_launch(void (*kernel)(Ts...), unsigned gx, unsigned gy,
-                                                 unsigned bx, unsigned by, const char* buf) {
+// run every block of the grid, one after the other; the block's threads run concurrently.
+// Returns 0, or 1 where a barrier gave up (see EmuBarrier).
+template <typename... Ts> static int emu_launch(void (*kernel)(Ts...), unsigned gx, unsigned gy,
+                                                unsigned bx, unsigned by, const char* buf, double timeout) {
     size_t off = 0;
     std::tuple<Ts...> args{emu_read<Ts>(buf, off)...};
     const unsigned n = bx * by;
-    std::barrier<> bar(n);
-    emu_barrier = &bar;
+    emu_broken = false;
+    emu_block_barrier.arrived = 0;
+    for (EmuBarrier& b : emu_warp_barriers) b.arrived = 0;
     gridDim = {gx, gy, 1};
     blockDim = {bx, by, 1};
     std::vector<std::thread> threads;
     for (unsigned t = 0; t < n; t++) {
         threads.emplace_back([&, t] {
             threadIdx = {t % bx, t / bx, 0};
-            for (unsigned y = 0; y < gy; y++) {
-                for (unsigned x = 0; x < gx; x++) {
-                    blockIdx = {x, y, 0};
-                    if (t == 0) {
-                        for (auto& sh : emu_shared_arrays) std::memset(sh.first, 0xFF, sh.second);
+            try {
+                for (unsigned y = 0; y < gy; y++) {
+                    for (unsigned x = 0; x < gx; x++) {
+                        blockIdx = {x, y, 0};
+                        if (t == 0) {
+                            for (auto& sh : emu_shared_arrays) std::memset(sh.first, 0xFF, sh.second);
+                        }
+                        __syncthreads();
+                        std::apply(kernel, args);
+                        __syncthreads();  // the next block reuses the shared memory
                     }
-                    bar.arrive_and_wait();
-                    std::apply(kernel, args);
-                    bar.arrive_and_wait();  // the next block reuses the shared memory
                 }
+            } catch (EmuBroken&) {
             }
         });
     }
+    std::mutex m;
+    std::condition_variable finished;
+    bool done = false;
+    std::thread watchdog([&] {
+        std::unique_lock<std::mutex> lock(m);
+        unsigned long seen = emu_progress;
+        auto since = std::chrono::steady_clock::now();
+        while (!finished.wait_for(lock, std::chrono::milliseconds(100), [&] { return done; })) {
+            const auto now = std::chrono::steady_clock::now();
+            if (emu_progress != seen) {
+                seen = emu_progress;
+                since = now;
+            } else if (std::chrono::duration<double>(now - since).count() > timeout) {
+                emu_break();
+                return;
+            }
+        }
+    });
     for (auto& th : threads) th.join();
+    {
+        std::lock_guard<std::mutex> lock(m);
+        done = true;
+    }
+    finished.notify_all();
+    watchdog.join();
+    return emu_broken ? 1 : 0;
 }
 '''
 
@@ -253,8 +312,8 @@ class Emulator:
     def _build_file(self, f, insts):
         src = [EMU_HEADER, '#include "%s"' % (self.src_root / f), EMU_LAUNCH]
         for i, (n, a) in enumerate(insts):
-            src.append('extern "C" void emu_%d(unsigned gx, unsigned gy, unsigned bx, unsigned by, '
-                       'const char* buf) { emu_launch(&%s, gx, gy, bx, by, buf); }'
+            src.append('extern "C" int emu_%d(unsigned gx, unsigned gy, unsigned bx, unsigned by, '
+                       'const char* buf, double timeout) { return emu_launch(&%s, gx, gy, bx, by, buf, timeout); }'
                        % (i, loader.template_call(n, a)))
         text = "\n".join(src) + "\n"
         sources = "".join(p.read_text() for p in sorted(self.src_root.rglob("*.cu*")))
@@ -279,8 +338,8 @@ class Emulator:
                 statics.append((parts[3], int(parts[1], 16)))
         for i, (n, a) in enumerate(insts):
             fn = getattr(lib, "emu_%d" % i)
-            fn.argtypes = [ctypes.c_uint] * 4 + [ctypes.c_char_p]
-            fn.restype = None
+            fn.argtypes = [ctypes.c_uint] * 4 + [ctypes.c_char_p, ctypes.c_double]
+            fn.restype = ctypes.c_int
             prefix = "_ZZ%d%s%s" % (len(n), n, loader.template_fragment(a) if a else "")
             mine = [(ctypes.addressof(ctypes.c_char.in_dll(lib, sym)), size)
                     for sym, size in statics if sym.startswith(prefix)]
@@ -296,7 +355,11 @@ class Emulator:
         set_shared((ctypes.c_void_p * max(1, len(shared)))(*[p for p, _ in shared]),
                    (ctypes.c_size_t * max(1, len(shared)))(*[n for _, n in shared]), len(shared))
         self.launches.append(inst)
-        fn(gx, gy, bx, by, buf)
+        if fn(gx, gy, bx, by, buf, BARRIER_TIMEOUT):
+            raise AssertionError("emulated %s%s, grid %s, block %s: no barrier completed in %g s: threads waited "
+                                 "at a barrier the others of their block or warp never reached (a missing or divergent "
+                                 "__syncthreads/__syncwarp)" % (inst[1], list(inst[2]), (gx, gy), block,
+                                                                BARRIER_TIMEOUT))
 
     def run(self, launch, args):
         """Stands in for filter_acts.run (the conv host modules): the same launch and the
@@ -330,11 +393,11 @@ def make_emulator(workdir):
         pytest.skip("the CUDA emulation needs g++ (C++20) and nm on Linux")
     workdir = Path(workdir)
     probe = workdir / "probe.cpp"
-    probe.write_text("#include <barrier>\nint main() { std::barrier<> b(1); b.arrive_and_wait(); }\n")
+    probe.write_text("#include <tuple>\nint main() { return std::apply([](int a) { return a; }, std::tuple<int>{0}); }\n")
     r = subprocess.run(["g++", "-std=c++20", "-pthread", "-o", str(workdir / "probe"), str(probe)],
                        capture_output=True, text=True)
     if r.returncode != 0:
-        pytest.skip("the CUDA emulation needs a g++ with C++20 std::barrier (g++ 11 or later)")
+        pytest.skip("the CUDA emulation needs a g++ with C++20")
     return Emulator(workdir)
 
 

@@ -16,6 +16,7 @@ few seconds each under emulation: four of their eight instantiations run by defa
 with CUDACONVNET_EMULATE_ALL=1.
 """
 import os
+import struct
 
 import numpy as np
 import pytest
@@ -552,3 +553,44 @@ def test_cases_take_every_template_argument_value():
     planned = features([lc[:3] for lc in _planned_launches()])
     want = features(conv_util.INSTANTIATIONS + layer_kernels.INSTANTIATIONS)
     assert want <= planned, sorted(want - planned, key=repr)
+
+
+# -- the emulation itself -----------------------------------------------------------------------------------
+DEADLOCK_CU = """
+__global__ void kSkipBarrier(float* out, const int skipper) {
+    if ((int)threadIdx.x != skipper) { __syncthreads(); }
+    out[threadIdx.x] = 1.0f;
+}
+__global__ void kSkipWarpBarrier(float* out, const int skipper) {
+    if ((int)threadIdx.x != skipper) { __syncwarp(); }
+    out[threadIdx.x] = 1.0f;
+}
+"""
+
+
+@pytest.mark.parametrize("kernel", ["kSkipBarrier", "kSkipWarpBarrier"])
+def test_a_deadlocked_launch_fails(tmp_path, monkeypatch, kernel):
+    """A thread that skips a barrier the others wait at (a regression such as a deleted last
+    __syncthreads) fails its launch once no barrier has completed for
+    CUDACONVNET_EMULATE_BARRIER_TIMEOUT seconds, instead of hanging the test run; the next
+    launch runs normally."""
+    import cuda_emulation
+    make_emulator(tmp_path)
+    (tmp_path / "src").mkdir()
+    (tmp_path / "src" / "deadlock.cu").write_text(DEADLOCK_CU)
+    emu = cuda_emulation.Emulator(tmp_path, src_root=tmp_path / "src")
+    monkeypatch.setattr(cuda_emulation, "BARRIER_TIMEOUT", 0.5)
+    out = np.zeros(64, np.float32)
+    inst = ("deadlock.cu", kernel, ())
+
+    def launch(skipper):
+        out[:] = 0
+        emu._launch(inst, (1, 1), (64, 1, 1), struct.pack("Pi", out.ctypes.data, skipper))
+
+    launch(-1)
+    assert (out == 1).all()
+    with pytest.raises(AssertionError, match=r"emulated %s\[\], grid \(1, 1\), block \(64, 1, 1\): no barrier "
+                                             r"completed in 0.5 s" % kernel):
+        launch(5)
+    launch(-1)
+    assert (out == 1).all()
