@@ -25,8 +25,10 @@ FakeGPUArray over host memory).
 
 Environment:
   CUDACONVNET_EMULATE_CFLAGS  more g++ flags, e.g. "-fsanitize=address" (run python with
-                              LD_PRELOAD=$(g++ -print-file-name=libasan.so),
-                              ASAN_OPTIONS=detect_leaks=0) to catch out-of-bounds accesses;
+                              LD_PRELOAD="$(g++ -print-file-name=libasan.so)
+                              $(g++ -print-file-name=libstdc++.so)",
+                              ASAN_OPTIONS=detect_leaks=0, pytest -s) to catch
+                              out-of-bounds accesses, as tests/test_cuda_asan.py does;
   CUDACONVNET_EMULATE_BARRIER_TIMEOUT
                               seconds without a completed barrier after which a launch
                               is failed as deadlocked (default 60);

@@ -15,9 +15,8 @@ Each case runs two ways:
                       driver). By default a subset that takes every kernel with every
                       template-argument value; CUDACONVNET_EMULATE_ALL=1 runs every case.
                       CUDACONVNET_EMULATE_CFLAGS adds g++ flags: with "-fsanitize=address"
-                      (and LD_PRELOAD=$(g++ -print-file-name=libasan.so),
-                      ASAN_OPTIONS=detect_leaks=0, pytest -s) out-of-bounds reads and
-                      writes of the kernels are reported.
+                      out-of-bounds reads and writes of the kernels are reported
+                      (tests/test_cuda_asan.py runs the emulated cases that way).
 
 Tolerance (TOL_SQRT_K): every output is a sum of K float32 products (plus a scaled target),
 which the GPU adds in a different order than the reference's BLAS. Either order's rounding
