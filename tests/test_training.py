@@ -429,6 +429,23 @@ def assert_one_line_error(proc, *must_contain):
     return lines[0]
 
 
+@pytest.mark.parametrize("idx, words", [(-1, "wants data matrix -1"), (2, "wants data matrix 2")])
+def test_data_layer_beyond_the_data_is_one_line(tmp_path, data8, idx, words):
+    """2012's providers gave 1 as the size of any data matrix but the first, so a data layer
+    with dataIdx=-1 or 2 parsed; 2012 then read outside its list of matrices. Here the first
+    batch stops with one line (dataIdx=-1 must not take the labels, Python's last matrix)."""
+    defs = (DATA + section("extra", type="data", dataIdx=idx)
+            + section("fcx", type="fc", inputs="extra", outputs=4, initW=0.01)
+            + section("fc4", type="fc", inputs="data,fcx", outputs=4, initW="0.01,0.01")
+            + section("probs", type="softmax", inputs="fc4") + section("logprob", type="cost.logreg",
+                                                                       inputs="labels,probs"))
+    params = section("fcx", **LEARN) + section("fc4", epsW="0.001,0.001", epsB=0.002, momW="0.9,0.9", momB=0.9,
+                                               wc="0,0") + section("logprob", coeff=1)
+    ldef, lpar = write_net(tmp_path, "idx", defs, params)
+    proc = cli(*base_args(data8, str(tmp_path / "save"), ldef, lpar, epochs=1))
+    assert_one_line_error(proc, "extra", words)
+
+
 @pytest.mark.parametrize("how", ["os.system", "builtins.exec", "subprocess.call"])
 def test_hostile_checkpoint_runs_nothing(tmp_path, how):
     marker = tmp_path / "pwned"

@@ -136,8 +136,9 @@ class DataLayer(Layer):
         self.dataIdx = dic["dataIdx"]
 
     def fprop(self, inputs, passType):  # inputs: the minibatch's data matrices
-        # 2012 read past the matrix (or crashed in a kernel) when the data did not fit the net
-        if self.dataIdx >= len(inputs):
+        # 2012 read past the matrix (or crashed in a kernel) when the data did not fit the net;
+        # a negative dataIdx would count from the end here (the labels fed in as data)
+        if not 0 <= self.dataIdx < len(inputs):
             raise EngineError("Data layer '%s' takes matrix %d of the data, which has %d"
                               % (self.name, self.dataIdx, len(inputs)))
         rows = inputs[self.dataIdx].shape[0]

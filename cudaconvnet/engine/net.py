@@ -93,7 +93,7 @@ class ConvNet:
         self.num_cases = data[0].shape[1]
         for layer in self.layers:
             if isinstance(layer, DataLayer):
-                if layer.dataIdx >= len(data):
+                if not 0 <= layer.dataIdx < len(data):
                     raise EngineError("data layer '%s' wants data matrix %d, but the data provider gives %d"
                                       % (layer.name, layer.dataIdx, len(data)))
             with refusals_named(layer):
