@@ -287,9 +287,10 @@ class OptionsParser:
 # Parsers. The scalar ones are used as classes (IntegerOptionParser itself, not an instance),
 # as in 2012, so every method is a staticmethod; ListOptionParser is used as an instance.
 
-def _reject_underscores(value):
-    # Python 3's int() and float() accept "1_000"; Python 2's, and so the 2012 parser, did not.
-    if isinstance(value, str) and "_" in value:
+def _python2_number_text(value):
+    """value, or ValueError where Python 2's int() and float() (the 2012 parser's) refused it
+    but Python 3's accept it: "1_000", and digits or spaces beyond ASCII ("\u0663", "\uff11")."""
+    if isinstance(value, str) and ("_" in value or not value.isascii()):
         raise ValueError(value)
     return value
 
@@ -316,7 +317,7 @@ class IntegerOptionParser(OptionParser):
     @staticmethod
     def parse(value):
         try:
-            return int(_reject_underscores(value))
+            return int(_python2_number_text(value))
         except (TypeError, ValueError):
             raise OptionException("argument is not an integer") from None
 
@@ -333,7 +334,7 @@ class BooleanOptionParser(OptionParser):
     @staticmethod
     def parse(value):
         try:
-            v = int(_reject_underscores(value))
+            v = int(_python2_number_text(value))
         except (TypeError, ValueError):
             v = None
         if v not in (0, 1):
@@ -363,7 +364,7 @@ class FloatOptionParser(OptionParser):
     @staticmethod
     def parse(value):
         try:
-            return float(_reject_underscores(value))
+            return float(_python2_number_text(value))
         except (TypeError, ValueError):
             raise OptionException("argument is not a float") from None
 
@@ -396,7 +397,7 @@ class RangeOptionParser(OptionParser):
                 if last < first:  # 2012 returned an empty range here
                     raise ValueError(value)
                 return list(range(first, last + 1))
-            return [int(_reject_underscores(value))]
+            return [int(_python2_number_text(value))]
         except ValueError:
             raise OptionException("argument is neither an integer nor a range") from None
 

@@ -95,7 +95,9 @@ class TtyStringIO(io.StringIO):
 def test_integer_parser():
     assert IntegerOptionParser.parse("42") == 42
     assert IntegerOptionParser.parse("-3") == -3
-    for bad in ["4.5", "abc", "", "1_000", "0x10"]:
+    assert IntegerOptionParser.parse(" 7\t") == 7                  # Python 2 int() took ASCII spaces
+    # ... and refused what Python 3's takes: underscores, digits and spaces beyond ASCII
+    for bad in ["4.5", "abc", "", "1_000", "0x10", "\u0663", "\uff11\uff12", "\u20037"]:
         with pytest.raises(OptionException, match="^argument is not an integer$"):
             IntegerOptionParser.parse(bad)
     assert IntegerOptionParser.to_string(17) == "17"
@@ -108,7 +110,7 @@ def test_integer_parser():
 def test_boolean_parser():
     assert BooleanOptionParser.parse("0") == 0
     assert BooleanOptionParser.parse("1") == 1
-    for bad in ["2", "-1", "yes", "True", ""]:
+    for bad in ["2", "-1", "yes", "True", "", "\uff11"]:
         with pytest.raises(OptionException, match="^argument is not a boolean$"):
             BooleanOptionParser.parse(bad)
     assert BooleanOptionParser.to_string(1) == "1"
@@ -129,7 +131,7 @@ def test_float_parser():
     assert FloatOptionParser.parse("0.001") == 0.001
     assert FloatOptionParser.parse("1e-3") == 0.001
     assert FloatOptionParser.parse("-2") == -2.0
-    for bad in ["abc", "", "1,5", "1_0.5"]:
+    for bad in ["abc", "", "1,5", "1_0.5", "\uff11.5"]:
         with pytest.raises(OptionException, match="^argument is not a float$"):
             FloatOptionParser.parse(bad)
     assert FloatOptionParser.to_string(0.001) == "0.001"
@@ -152,7 +154,7 @@ def test_range_parser():
     assert RangeOptionParser.to_string([7]) == "7-7"  # as 2012 prints a one-batch range
     for s in ["1-5", "10-391", "6-6"]:
         assert RangeOptionParser.to_string(RangeOptionParser.parse(s)) == s
-    for bad in ["1-", "-", "a-b", "1-2-3", "1..5", "", "x", "5-3"]:
+    for bad in ["1-", "-", "a-b", "1-2-3", "1..5", "", "x", "5-3", "\u0663", "\u0661-\u0663"]:
         with pytest.raises(OptionException, match="^argument is neither an integer nor a range$"):
             RangeOptionParser.parse(bad)
     assert RangeOptionParser.get_type_str() == "int[-int]"
