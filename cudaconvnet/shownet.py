@@ -576,6 +576,7 @@ class ShowConvNet(ConvNet):
         for name in list(op.options):
             if name not in KEPT_OPTIONS:
                 op.delete_option(name)
+        # (2012's defaults, types included: False for the flags and for --top5)
         op.add_option("show-cost", "show_cost", StringOptionParser, "Show specified objective function", default="")
         op.add_option("cost-idx", "cost_idx", IntegerOptionParser, "Cost function return value index for --show-cost",
                       default=0)
@@ -586,9 +587,9 @@ class ShowConvNet(ConvNet):
         op.add_option("input-idx", "input_idx", IntegerOptionParser, "Input index for layer given to --show-filters",
                       default=0)
         op.add_option("no-rgb", "no_rgb", BooleanOptionParser,
-                      "Don't combine filter channels into RGB in layer given to --show-filters", default=0)
+                      "Don't combine filter channels into RGB in layer given to --show-filters", default=False)
         op.add_option("yuv-to-rgb", "yuv_to_rgb", BooleanOptionParser,
-                      "Convert YUV filters to RGB in layer given to --show-filters", default=0)
+                      "Convert YUV filters to RGB in layer given to --show-filters", default=False)
         op.add_option("channels", "channels", IntegerOptionParser,
                       "Number of channels in layer given to --show-filters (fully-connected layers only)", default=0)
         op.add_option("local-plane", "local_plane", IntegerOptionParser,
@@ -596,16 +597,16 @@ class ShowConvNet(ConvNet):
         op.add_option("show-preds", "show_preds", StringOptionParser,
                       "Show predictions made by given softmax on test set", default="")
         op.add_option("only-errors", "only_errors", BooleanOptionParser,
-                      "Show only mistaken predictions (to be used with --show-preds)", default=0,
+                      "Show only mistaken predictions (to be used with --show-preds)", default=False,
                       requires=["show_preds"])
         # 2012 wrote requires=['feature-path'], the letter, so it was never enforced
         op.add_option("write-features", "write_features", StringOptionParser,
                       "Write test data features from given layer", default="", requires=["feature_path"])
         op.add_option("feature-path", "feature_path", StringOptionParser,
                       "Write test data features to this path (to be used with --write-features)", default="")
-        op.add_option("top5", "top5", StringOptionParser, "Compute top-5 test error from given layer", default="")
+        op.add_option("top5", "top5", StringOptionParser, "Compute top-5 test error from given layer", default=False)
         op.add_option("show-data-grad", "show_data_grad", BooleanOptionParser,
-                      "Show data gradient in given data layer (not supported)", default=0)
+                      "Show data gradient in given data layer (not supported)", default=False)
         op.add_option("webcam", "webcam", StringOptionParser,
                       "Show webcam demo with given softmax layer's predictions (not supported)", default="")
         op.add_option("show-maps", "show_maps", StringOptionParser,

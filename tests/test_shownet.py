@@ -515,6 +515,14 @@ def test_options_of_both_dialects():
                  "show_maps", "save_dir", "show"):
         assert name in op.options, name
     assert "layer_def" not in op.options and "mini" not in [o.letter for o in op.options.values()]
+    # 2012's defaults, with their types (the flags and --top5 were False, not 0 or "")
+    defaults = {name: op.options[name].default for name in op.options}
+    for name in ("no_rgb", "yuv_to_rgb", "only_errors", "show_data_grad", "top5"):
+        assert defaults[name] is False, name
+    assert [defaults[k] for k in ("cost_idx", "input_idx", "channels", "local_plane", "norm_filters")] == [0] * 5
+    assert all(type(defaults[k]) is int for k in ("cost_idx", "input_idx", "channels", "local_plane", "norm_filters"))
+    assert [defaults[k] for k in ("show_cost", "show_filters", "show_preds", "write_features", "feature_path",
+                                  "webcam", "show_maps")] == [""] * 7
 
 
 def test_show_without_display(digits, tmp_path, capsys, monkeypatch):
