@@ -315,7 +315,7 @@ def unpickle(filename, extra_classes=None):
         _ALLOWED = _build_allowed()
     filename = os.fspath(filename)
     if not os.path.exists(filename):
-        raise UnpickleError("cannot load '%s': no such file" % filename)
+        raise UnpickleError("Path '%s' does not exist." % filename)  # 2012's words
     if os.path.isdir(filename):
         raise UnpickleError("cannot load '%s': it is a directory, not a file" % filename)
     try:

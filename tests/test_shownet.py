@@ -586,7 +586,7 @@ def bad_files(tmp_path):
 
 
 @pytest.mark.parametrize("name,words", [("hostile", "refusing to load"), ("plain", "not a checkpoint"),
-                                        ("junk", "not a pickle"), ("missing", "no such file")])
+                                        ("junk", "not a pickle"), ("missing", "does not exist")])
 def test_bad_checkpoint_subprocess(bad_files, name, words):
     """The command line itself: one line on stderr, status 1, nothing run from the file."""
     env = dict(os.environ, PYTHONPATH=str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", ""))

@@ -371,8 +371,9 @@ def test_broken_files_give_one_line_errors(tmp_path, damage):
 
 
 def test_missing_file_and_directory(tmp_path):
-    with pytest.raises(UnpickleError, match="no such file"):
+    with pytest.raises(UnpickleError) as ei:
         unpickle(tmp_path / "nope")
+    assert str(ei.value) == "Path '%s' does not exist." % (tmp_path / "nope")  # 2012's message
     with pytest.raises(UnpickleError, match="directory"):
         unpickle(tmp_path)
 
