@@ -28,6 +28,7 @@ NL = os.linesep
 class ConvNet(IGPUModel):
     def __init__(self, op, load_dic, dp_params=None, out=None):
         check_option_values(op)
+        check_dialect_requires(op, load_dic)
         dp_params = {} if dp_params is None else dp_params
         for v in ("multiview_test", "crop_border", "color_noise", "pca_noise", "scalar_mean", "minibatch_size"):
             dp_params[v] = op.get_value(v)
@@ -37,17 +38,15 @@ class ConvNet(IGPUModel):
 
     # -- the model --------------------------------------------------------------------------
     def dialect(self):
-        d = self.opt("dialect")
-        if d in lay.DIALECTS:
-            return d
-        if self.load_dic:  # a 2012 checkpoint: the AlexNet code kept a dict, cuda-convnet a list
-            return lay.ALEXNET if isinstance(self.model_state["layers"], dict) else lay.CUDA_CONVNET
+        if self.opt("dialect") in lay.DIALECTS:
+            return self.opt("dialect")
         try:
-            d, why = lay.detect_dialect(self.opt("layer_def"), self.opt("layer_params"))
+            d, why = dialect_of(self.op, self.load_dic)
         except lay.LayerParsingError as e:
             raise StopTraining(str(e))
-        self.p("Dialect: %s (%s)" % (d, why))
-        self.op.set_value("dialect", d, parse=False)
+        if why:
+            self.p("Dialect: %s (%s)" % (d, why))
+            self.op.set_value("dialect", d, parse=False)
         return d
 
     def init_model_state(self):
@@ -479,6 +478,33 @@ def check_option_values(op):
     if o is not None and o.value not in lay.DIALECTS + ("auto",):
         raise StopTraining("Option %s (%s) must be %s or auto, not '%s'"
                            % (o.prefixed_letter, o.desc, ", ".join(lay.DIALECTS), o.value))
+
+
+def dialect_of(op, load_dic):
+    """(dialect, why): --dialect; else a checkpoint's (the AlexNet code kept its layers in a
+    dict, cuda-convnet in a list); else what the config files need (why says what). Raises
+    LayerParsingError for config files that cannot be read."""
+    if op.get_value("dialect") in lay.DIALECTS:
+        return op.get_value("dialect"), None
+    if load_dic:
+        return (lay.ALEXNET if isinstance(load_dic["model_state"].get("layers"), dict) else lay.CUDA_CONVNET), None
+    return lay.detect_dialect(op.get_value("layer_def"), op.get_value("layer_params"))
+
+
+def check_dialect_requires(op, load_dic):
+    """cuda-convnet's --multiview-test required --logreg-name (the AlexNet code's did not). The
+    one parser of both dialects checks it before anything else, as 2012's parser did, once the
+    dialect is known, in 2012's words (config files that cannot be read are reported later)."""
+    o, needed = op.options["multiview_test"], op.options["logreg_name"]
+    if not o.value_given or needed.value_given:
+        return
+    try:
+        dialect = dialect_of(op, load_dic)[0]
+    except lay.LayerParsingError:
+        return
+    if dialect == lay.CUDA_CONVNET:
+        raise StopTraining("Option %s (%s) requires option %s (%s)"
+                           % (o.prefixed_letter, o.desc, needed.prefixed_letter, needed.desc))
 
 
 def main(argv=None):

@@ -429,6 +429,22 @@ def assert_one_line_error(proc, *must_contain):
     return lines[0]
 
 
+@pytest.mark.parametrize("net, value", [("conv", "1"), ("conv", "0"), ("hs", "1")])
+def test_multiview_test_requires_logreg_name_in_cuda_convnet(tmp_path, data8, net, value):
+    """cuda-convnet's --multiview-test required --logreg-name, even given as 0 (its parser
+    checked presence); the AlexNet code's did not."""
+    ldef, lpar = write_net(tmp_path, net, *((CONV_NET, CONV_PARAMS) if net == "conv" else (HS_NET, HS_PARAMS)))
+    args = base_args(data8, str(tmp_path / "save"), ldef, lpar, epochs=1) + ["--multiview-test=%s" % value]
+    proc = cli(*args)
+    needs = ("Option --multiview-test (Cropped DP: test on multiple patches?) requires option --logreg-name "
+             "(Cropped DP: logreg layer name (for --multiview-test))")
+    if net == "conv":
+        assert assert_one_line_error(proc) == needs
+        assert cli(*args, "--logreg-name=logprob").stderr.strip() != needs
+    else:
+        assert needs not in proc.stderr + proc.stdout
+
+
 @pytest.mark.parametrize("idx, words", [(-1, "wants data matrix -1"), (2, "wants data matrix 2")])
 def test_data_layer_beyond_the_data_is_one_line(tmp_path, data8, idx, words):
     """2012's providers gave 1 as the size of any data matrix but the first, so a data layer
