@@ -362,17 +362,32 @@ class ImageNetDP(LabeledDataProvider):
 class ImageNetLogRegDP(ImageNetDP):
     """'inet-lr': whole S x S images (raw uint8 batches, (3*S*S, N)) minus the mean image.
 
-    CHM's version also returned the batch's 'wordpres' matrix (a word-presence side input
-    of its own batches); these batches have none, so it returns [data, labels].
+    The AlexNet code also returned its batches' 'wordpres' matrix (word presence, one column
+    per image; get_data_dims(2) said 100) as a third matrix, and stopped on a batch without
+    one. Here a batch's 'wordpres' comes third as float32 when it is there, and a batch
+    without it gives [data, labels].
     """
+    WORDPRES_DIMS = 100
 
     def prepare_batch(self, dic, epoch, batchnum):
         path = self.get_data_file_name(batchnum)
         x, labels = self.images_and_labels(dic, path)
-        return [np.require(x - self.data_mean, dtype=np.single, requirements="C"), labels]
+        out = [np.require(x - self.data_mean, dtype=np.single, requirements="C"), labels]
+        if "wordpres" in dic:
+            try:
+                words = np.require(dic["wordpres"], dtype=np.single, requirements="C")
+            except (TypeError, ValueError):
+                words = None
+            if words is None or words.ndim != 2 or words.shape[1] != x.shape[1]:
+                raise DataProviderException("'%s': 'wordpres' is not a matrix with a column per image (%d)"
+                                            % (path, x.shape[1]))
+            out.append(words)
+        return out
 
     def get_data_dims(self, idx=0):
-        return self.img_size ** 2 * self.num_colors if idx == 0 else 1
+        if idx == 0:
+            return self.img_size ** 2 * self.num_colors
+        return self.WORDPRES_DIMS if idx == 2 else 1
 
     def get_plottable_data(self, data, add_mean=True):
         return np.require((data + (self.data_mean if add_mean else 0)).T.reshape(

@@ -13,7 +13,7 @@ from PIL import Image  # noqa: E402
 from cudaconvnet.convdata import CroppedImageNetLogRegDP, ImageNetLogRegDP  # noqa: E402
 from cudaconvnet.convdata_jpeg import JPEGCroppedImageNetLogRegDP, decode_jpeg  # noqa: E402
 from cudaconvnet.data import DataProvider, DataProviderException  # noqa: E402
-from cudaconvnet.util import pickle  # noqa: E402
+from cudaconvnet.util import pickle, unpickle  # noqa: E402
 
 S, B = 16, 2
 I = S - 2 * B
@@ -118,6 +118,21 @@ def test_inet_lr_whole_images(raw_dir):
     mean = make_meta(make_images())["data_mean"]
     np.testing.assert_allclose(x, as_batch(pix) - mean, atol=1e-4)
     assert y.ravel().tolist() == labels_for(N) and dp.get_num_classes() == NUM_CLASSES
+    assert [dp.get_data_dims(i) for i in range(3)] == [3 * S * S, 1, 100]   # 2012's, wordpres third
+
+
+def test_inet_lr_wordpres_comes_third(raw_dir, tmp_path):
+    """The AlexNet code's ImageNet batches carried 'wordpres', which inet-lr returned as the
+    third matrix, as stored (here as float32: the engine's matrices are)."""
+    d, pix = raw_dir
+    dic = unpickle(os.path.join(d, "data_batch_1"))
+    words = (np.arange(100 * N) % 3 == 0).reshape(100, N).astype(np.uint8)
+    pickle(os.path.join(d, "data_batch_1"), dict(dic, wordpres=words))
+    x, y, w = DataProvider.get_instance(d, [1], type="inet-lr").get_next_batch()[2]
+    assert w.dtype == np.float32 and w.flags.c_contiguous and np.array_equal(w, words)
+    pickle(os.path.join(d, "data_batch_1"), dict(dic, wordpres=words[:, :-1]))
+    with pytest.raises(DataProviderException, match="'wordpres' is not a matrix with a column per image"):
+        DataProvider.get_instance(d, [1], type="inet-lr").get_next_batch()
 
 
 def test_raw_chunk_crops_and_flips(raw_dir):
