@@ -28,10 +28,15 @@ NL = os.linesep
 class ConvNet(IGPUModel):
     def __init__(self, op, load_dic, dp_params=None, out=None):
         check_option_values(op)
-        check_dialect_requires(op, load_dic)
+        try:
+            dialect = dialect_of(op, load_dic)[0]
+        except lay.LayerParsingError:
+            dialect = None  # reported with the layer definition
+        check_dialect_requires(op, dialect)
         dp_params = {} if dp_params is None else dp_params
         for v in ("multiview_test", "crop_border", "color_noise", "pca_noise", "scalar_mean", "minibatch_size"):
             dp_params[v] = op.get_value(v)
+        dp_params["dialect"] = dialect  # the AlexNet code's cifar-cropped tested on other views
         if op.get_value("seed") >= 0:
             dp_params["seed"] = op.get_value("seed")
         IGPUModel.__init__(self, "ConvNet", op, load_dic, [], dp_params=dp_params, out=out)
@@ -491,18 +496,12 @@ def dialect_of(op, load_dic):
     return lay.detect_dialect(op.get_value("layer_def"), op.get_value("layer_params"))
 
 
-def check_dialect_requires(op, load_dic):
+def check_dialect_requires(op, dialect):
     """cuda-convnet's --multiview-test required --logreg-name (the AlexNet code's did not). The
     one parser of both dialects checks it before anything else, as 2012's parser did, once the
-    dialect is known, in 2012's words (config files that cannot be read are reported later)."""
+    dialect is known, in 2012's words."""
     o, needed = op.options["multiview_test"], op.options["logreg_name"]
-    if not o.value_given or needed.value_given:
-        return
-    try:
-        dialect = dialect_of(op, load_dic)[0]
-    except lay.LayerParsingError:
-        return
-    if dialect == lay.CUDA_CONVNET:
+    if dialect == lay.CUDA_CONVNET and o.value_given and not needed.value_given:
         raise StopTraining("Option %s (%s) requires option %s (%s)"
                            % (o.prefixed_letter, o.desc, needed.prefixed_letter, needed.desc))
 

@@ -38,7 +38,6 @@ STYLE = {
 }
 FILTERS_PER_ROW = 16
 PRED_ROWS, PRED_COLS = 2, 4          # the predictions grid: 2 x 4 test images
-CENTRE_VIEW = 2                      # view 2 of the 10 is the centre crop (convdata.multiview_positions)
 
 # Picture sizes, in pixels (2012 drew matplotlib's default 640x480 windows).
 DPI = 100
@@ -423,7 +422,7 @@ class ShowConvNet(ConvNet):
             raise StopTraining("Layer '%s' has %d outputs but the data have %d classes"
                                % (self.softmax_name, probs.shape[1], num_classes))
         self.shown_preds = (cases, probs, truth[cases])
-        shown_view = CENTRE_VIEW if views > 1 else 0
+        shown_view = dp.centre_view if views > 1 else 0  # the centre crop (convdata.init_crops)
         try:
             imgs = dp.get_plottable_data(np.ascontiguousarray(data[0][:, shown_view * n + cases]))
         except DataProviderException as e:

@@ -438,6 +438,27 @@ def test_cropped_multiview_ten_views(tmp_path):
     assert tr.data_mult == 1 and tr.get_next_batch()[2][0].shape == (3 * I * I, n)
 
 
+def test_cropped_multiview_nine_views_in_the_alexnet_dialect(tmp_path):
+    """The AlexNet code's cifar-cropped (its convdata_cifar.py) tested on 9 views: the 3 x 3
+    grid of corners (0, b, 2b) x (0, b, 2b), row by row, none flipped; its centre is view 4."""
+    n = 6
+    d, mean = tiny_dir(tmp_path, n=n)
+    dp = DataProvider.get_instance(d, [1], type="cifar-cropped",
+                                   dp_params={"crop_border": B, "multiview_test": True, "dialect": "alexnet"},
+                                   test=True)
+    assert dp.num_views == 9 and dp.data_mult == 9 and dp.centre_view == 4
+    x, y = dp.get_next_batch()[2]
+    assert x.shape == (3 * I * I, 9 * n) and y.shape == (1, 9 * n)
+    for v, (sy, sx) in enumerate([(0, 0), (0, 2), (0, 4), (2, 0), (2, 2), (2, 4), (4, 0), (4, 2), (4, 4)]):
+        for k in range(n):
+            np.testing.assert_allclose(x[:, v * n + k], expected_crop(k, sy, sx, False, mean), atol=1e-5)
+    assert y.ravel().tolist() == list(range(n)) * 9
+    cc = DataProvider.get_instance(d, [1], type="cifar-cropped",
+                                   dp_params={"crop_border": B, "multiview_test": True, "dialect": "cuda-convnet"},
+                                   test=True)
+    assert cc.num_views == 10 and cc.centre_view == 2
+
+
 def test_cropped_plottable(tmp_path):
     d, mean = tiny_dir(tmp_path)
     dp = DataProvider.get_instance(d, [1], type="cifar-cropped", dp_params={"crop_border": B},

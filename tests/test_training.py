@@ -898,12 +898,26 @@ def test_options_reach_the_data_provider(tmp_path, data8, trained):
     with contextlib.redirect_stdout(io.StringIO()):
         model = convnet.ConvNet(*IGPUModel.parse_options(convnet.ConvNet.get_options_parser(), argv))
     want = {"multiview_test": 0, "crop_border": 2, "color_noise": 0.1, "pca_noise": 0.2, "scalar_mean": 1.0,
-            "minibatch_size": 16, "seed": 0}
+            "minibatch_size": 16, "seed": 0, "dialect": "cuda-convnet"}
     assert {k: model.dp_params.get(k) for k in want} == want
     # the learning-rate schedules' progress: (batches done before this one) / (epochs * batches)
     for epoch, batchnum, progress in [(1, 1, 0.0), (1, 2, 0.25), (2, 1, 0.5), (2, 2, 0.75), (3, 1, 1.0)]:
         model.epoch, model.batchnum = epoch, batchnum
         assert model.progress() == progress
+
+
+@pytest.mark.parametrize("net, views", [("conv", 10), ("hs", 9)])
+def test_multiview_views_by_dialect(tmp_path, data8, net, views):
+    """A cifar-cropped multiview test runs on cuda-convnet's 10 views, or in the AlexNet
+    dialect on that code's 9 (its convdata_cifar.py), through the training loop."""
+    ldef, lpar = write_net(tmp_path, net, *((CONV_NET, CONV_PARAMS) if net == "conv" else (HS_NET, HS_PARAMS)))
+    argv = base_args(data8, str(tmp_path / "s"), ldef, lpar, epochs=1, provider="cifar-cropped")
+    argv += ["--crop-border=2", "--multiview-test=1", "--logreg-name=logprob"]
+    with contextlib.redirect_stdout(io.StringIO()):
+        model = convnet.ConvNet(*IGPUModel.parse_options(convnet.ConvNet.get_options_parser(), argv))
+    assert model.test_data_provider.num_views == views
+    status, out = train(*argv)
+    assert status == 0, out[-2000:]
 
 
 def test_test_one_0_tests_the_whole_range(tmp_path, trained):
