@@ -695,11 +695,3 @@ register_data_provider("flatmem", "Flat memory", FlatMemoryDataProvider)
 register_data_provider("inet-rs-lr-cropped", "Random scale cropped ImageNet logistic regression",
                        RandomScaleImageNetLogRegDP)
 register_data_provider("dummy-lr-n", "Dummy ConvNet logistic regression", DummyConvNetLogRegDP)
-
-
-# The JPEG provider lives in its own module, as in 2012; importing it registers
-# 'inet-lr-cropped-jpeg', so importing convdata makes every image provider available.
-from . import convdata_jpeg  # noqa: E402,F401  (circular on purpose: it uses classes above)
-# and the Flickr ones ('flickr-ce-cropped', 'dummy-ce-n'; 2012's convdata_flickr.py) in theirs
-from . import convdata_flickr  # noqa: E402,F401
-_PROVIDER_MODULES = (convdata_jpeg, convdata_flickr)  # imported for what they register

@@ -363,9 +363,10 @@ class DataProvider:
         'dummy-...-<n>' names a dummy provider registered as 'dummy-...-n' with n dims.
         """
         dp_params = {} if dp_params is None else dp_params
-        # The image providers register themselves when convdata is imported (2012 did it in
-        # convnet.py); import it here so a name such as 'cifar' works from anywhere.
-        from . import convdata  # noqa: F401
+        # The image providers register themselves when their modules are imported (2012 did
+        # it in convnet.py); import them here so a name such as 'cifar' works from anywhere.
+        # (convdata_jpeg and convdata_flickr build on convdata, which must not import them.)
+        from . import convdata, convdata_flickr, convdata_jpeg  # noqa: F401
         if not type:
             meta = DataProvider.get_batch_meta(data_dir)
             if "dp_type" not in meta:

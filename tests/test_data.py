@@ -2,6 +2,8 @@
 
 import os
 import pickle as std_pickle
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -198,11 +200,20 @@ def test_wrong_layout(tmp_path):
 # Registry and dummy providers
 # ---------------------------------------------------------------------------------------
 
+@pytest.mark.parametrize("module", ["convdata_jpeg", "convdata_flickr", "convdata", "data", "convnet", "shownet"])
+def test_each_provider_module_imports_first(module):
+    """In a fresh interpreter, any module may be the first imported (convdata_jpeg first
+    used to fail: convdata imported it back, and convdata_flickr, half made)."""
+    proc = subprocess.run([sys.executable, "-c", "import cudaconvnet.%s" % module], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+
+
 def test_registry_names_and_dp_type_fallback(tmp_path, plain_dir):
     from cudaconvnet.data import dp_classes, dp_types
+    DataProvider.get_instance(plain_dir, [1], type="labeled-memory")  # imports every provider module
     assert set(dp_types) >= {"default", "memory", "labeled", "labeled-memory", "dummy-n",
                              "dummy-labeled-n", "cifar", "cifar-cropped", "dummy-cn-n", "inet-lr",
-                             "inet-lr-cropped", "inet-lr-cropped-jpeg"}
+                             "inet-lr-cropped", "inet-lr-cropped-jpeg", "flickr-ce-cropped", "dummy-ce-n"}
     assert dp_classes["cifar-cropped"] is CroppedCIFARDataProvider
     assert dp_classes["dummy-cn-n"] is DummyConvNetDataProvider
     pickle(os.path.join(plain_dir, "batches.meta"), {"num_vis": 4, "label_names": ["a"],
