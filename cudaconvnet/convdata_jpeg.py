@@ -132,36 +132,36 @@ class JPEGCroppedImageNetLogRegDP(_CroppedImageNetBase):
 def crop_jpeg_batch(dp, strings, labels, path, batchnum, mean, no_crop=False, fill=0.0):
     """[views, labels] of a batch of JPEGs for a cropping provider dp: decoded on its pool of
     threads, cropped, flipped and noised by its draws, mean subtracted; labels (rows, n)
-    tiled over the views. Unreadable images are dropped with every view of them and their
-    label columns (CHM dropped them), and counted in dp.decode_failures; a batch of no
-    images, or of none readable, is an error."""
+    tiled over the views. Unreadable images are dropped, with their label columns, before
+    anything is drawn (CHM dropped them so: its chunks of 32 sharing a crop are chunks of the
+    readable images), and counted in dp.decode_failures; a batch of no images, or of none
+    readable, is an error."""
     n, s, i = len(strings), dp.img_size, dp.inner_size
     if n == 0:
         raise DataProviderException("'%s' holds no images" % path)
-    crops, noise = dp.draw(n)
-    cropped = np.empty((3 * i * i, n * dp.data_mult), dtype=np.single)
-    out = cropped.reshape(3, i, i, n * dp.data_mult)
+    buf = np.zeros((n, s, s, 3), dtype=np.uint8)
     ok = np.ones(n, dtype=bool)
 
-    def work(c0, c1):
-        buf = np.zeros((c1 - c0, s, s, 3), dtype=np.uint8)
+    def decode(c0, c1):
         for k in range(c0, c1):
             try:
-                ok[k] = decode_jpeg(strings[k], s, buf[k - c0], no_crop, fill)
+                ok[k] = decode_jpeg(strings[k], s, buf[k], no_crop, fill)
             except DataProviderException as e:
                 raise DataProviderException("'%s', image %d: %s" % (path, k, e)) from None
-        # (cases, rows, cols, RGB) -> the (RGB, rows, cols, cases) view fill_cases wants
-        dp.fill_cases(buf.transpose(3, 1, 2, 0), out, c0, n, crops, noise, mean)
 
-    dp.run_chunks(n, work)
-    labels = np.tile(labels, (1, dp.data_mult))
+    dp.run_chunks(n, decode)
     if not ok.any():
         raise DataProviderException("'%s': none of its %d images is a readable JPEG" % (path, n))
     if not ok.all():
         dp.decode_failures[batchnum] = int((~ok).sum())
-        keep = np.tile(ok, dp.data_mult)
-        cropped = np.ascontiguousarray(cropped[:, keep])
-        labels = labels[:, keep]
+        buf, labels = buf[ok], labels[:, ok]
+    n = len(buf)
+    crops, noise = dp.draw(n)
+    cropped = np.empty((3 * i * i, n * dp.data_mult), dtype=np.single)
+    out = cropped.reshape(3, i, i, n * dp.data_mult)
+    images = buf.transpose(3, 1, 2, 0)  # (cases, rows, cols, RGB) -> the (RGB, rows, cols, cases) of fill_cases
+    dp.run_chunks(n, lambda c0, c1: dp.fill_cases(images[..., c0:c1], out, c0, n, crops, noise, mean))
+    labels = np.tile(labels, (1, dp.data_mult))
     return [cropped, np.require(labels, dtype=np.single, requirements="C")]
 
 

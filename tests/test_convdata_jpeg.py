@@ -285,6 +285,27 @@ def test_chm_tuple_batches_label_offset_and_bad_images(tmp_path):
         np.testing.assert_allclose(x[:, 4 * v:4 * v + 4], as_batch(want), atol=1e-4)
 
 
+def test_training_chunks_are_chunks_of_the_readable_images(tmp_path):
+    """CHM dropped unreadable images before it cropped: its chunks of 32 cases sharing a crop
+    and flip are chunks of the readable ones. With images 5, 33 and 34 of 40 unreadable, the
+    first 32 readable (originally 0-35) share one draw and the last 5 the next."""
+    imgs = make_images()
+    strings = [jpeg_bytes(im) for im in imgs]
+    for k in (5, 33, 34):
+        strings[k] = b"not an image"
+    d = tmp_path / "bad"
+    os.makedirs(d)
+    pickle(d / "data_batch_1", {"data": strings, "labels": labels_for(N)})
+    pickle(d / "batches.meta", make_meta(imgs))
+    dp = DataProvider.get_instance(str(d), [1], type="inet-lr-cropped-jpeg", dp_params={"crop_border": B, "seed": 4})
+    x, y = dp.get_next_batch()[2]
+    readable = [k for k in range(N) if k not in (5, 33, 34)]
+    pix = decoded([strings[k] for k in readable])
+    want = hand_crops(pix, make_meta(imgs)["data_mean"], chunk_draws(np.random.RandomState(4), len(readable)))
+    np.testing.assert_allclose(x, as_batch(want), atol=1e-4)
+    assert y.ravel().tolist() == [labels_for(N)[k] for k in readable] and dp.decode_failures == {1: 3}
+
+
 def test_no_crop_canvas():
     """With no_crop, a smaller image is centred on a canvas of the scalar mean, which CHM
     assigned to a uint8 array: 127.7 fills as 127, not 128."""
