@@ -28,10 +28,11 @@ NL = os.linesep
 class ConvNet(IGPUModel):
     def __init__(self, op, load_dic, dp_params=None, out=None):
         check_option_values(op)
-        try:
-            dialect = dialect_of(op, load_dic)[0]
-        except lay.LayerParsingError:
-            dialect = None  # reported with the layer definition
+        try:  # resolved once, here: the option checks and the providers need it before the model
+            self.found_dialect = dialect_of(op, load_dic)
+        except lay.LayerParsingError as e:
+            self.found_dialect = e  # reported by dialect(), with the layer definition
+        dialect = self.found_dialect[0] if isinstance(self.found_dialect, tuple) else None
         check_dialect_requires(op, dialect)
         dp_params = {} if dp_params is None else dp_params
         for v in ("multiview_test", "crop_border", "color_noise", "pca_noise", "scalar_mean", "minibatch_size"):
@@ -45,10 +46,9 @@ class ConvNet(IGPUModel):
     def dialect(self):
         if self.opt("dialect") in lay.DIALECTS:
             return self.opt("dialect")
-        try:
-            d, why = dialect_of(self.op, self.load_dic)
-        except lay.LayerParsingError as e:
-            raise StopTraining(str(e))
+        if isinstance(self.found_dialect, lay.LayerParsingError):
+            raise StopTraining(str(self.found_dialect))
+        d, why = self.found_dialect
         if why:
             self.p("Dialect: %s (%s)" % (d, why))
             self.op.set_value("dialect", d, parse=False)

@@ -94,6 +94,7 @@ HS_NET = (DATA
 # each update (tgtFactor=1: no decay, so the rate does not depend on --epochs)
 HS_PARAMS = (section("fc32", schedW="linear[tgtFactor=1,noiseStdev=0.5]", **LEARN) + section("drop", enable=1)
              + section("fc4", **LEARN) + section("logprob", coeff=1, topk=2))
+NETS = {"conv": (CONV_NET, CONV_PARAMS), "hs": (HS_NET, HS_PARAMS)}  # one of each dialect
 
 
 def write_net(tmp_path, name, defs, params):
@@ -433,7 +434,7 @@ def assert_one_line_error(proc, *must_contain):
 def test_multiview_test_requires_logreg_name_in_cuda_convnet(tmp_path, data8, net, value):
     """cuda-convnet's --multiview-test required --logreg-name, even given as 0 (its parser
     checked presence); the AlexNet code's did not."""
-    ldef, lpar = write_net(tmp_path, net, *((CONV_NET, CONV_PARAMS) if net == "conv" else (HS_NET, HS_PARAMS)))
+    ldef, lpar = write_net(tmp_path, net, *NETS[net])
     args = base_args(data8, str(tmp_path / "save"), ldef, lpar, epochs=1) + ["--multiview-test=%s" % value]
     proc = cli(*args)
     needs = ("Option --multiview-test (Cropped DP: test on multiple patches?) requires option --logreg-name "
@@ -910,7 +911,7 @@ def test_options_reach_the_data_provider(tmp_path, data8, trained):
 def test_multiview_views_by_dialect(tmp_path, data8, net, views):
     """A cifar-cropped multiview test runs on cuda-convnet's 10 views, or in the AlexNet
     dialect on that code's 9 (its convdata_cifar.py), through the training loop."""
-    ldef, lpar = write_net(tmp_path, net, *((CONV_NET, CONV_PARAMS) if net == "conv" else (HS_NET, HS_PARAMS)))
+    ldef, lpar = write_net(tmp_path, net, *NETS[net])
     argv = base_args(data8, str(tmp_path / "s"), ldef, lpar, epochs=1, provider="cifar-cropped")
     argv += ["--crop-border=2", "--multiview-test=1", "--logreg-name=logprob"]
     with contextlib.redirect_stdout(io.StringIO()):
