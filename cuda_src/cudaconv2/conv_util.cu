@@ -1161,7 +1161,9 @@ __global__ void kTICAGrad_manyfilter(float* imgs, float* ticas, float* target,
  * filter[2 radius] belongs -- identical for the symmetric filters the blur layer passes.
  *
  * The shared copy of the filter has 2*radius entries (2012 declared radius of them and
- * wrote 2*radius); lines past numChannels * imgSize do nothing (2012 did not check).
+ * wrote 2*radius), written by the block's first row of threads (2012 had every row write
+ * the same values at once, a data race); lines past numChannels * imgSize do nothing
+ * (2012 did not check).
  */
 template<int B_Y, int B_X, int radius>
 __global__ void kGaussianBlur(float* imgs, float* filter, float* target,
@@ -1188,7 +1190,7 @@ __global__ void kGaussianBlur(float* imgs, float* filter, float* target,
     for (int r = 0; r < taps; r++) {
         pending[r] = 0;
     }
-    if (threadIdx.x < taps) {
+    if (threadIdx.y == 0 && threadIdx.x < taps) {
         shFilter[threadIdx.x] = filter[threadIdx.x];
     }
     __syncthreads();

@@ -240,8 +240,9 @@ __global__ void kColVectorOp(const float* mat, const float* vec, float* const tg
  * own slot with the aggregate of the two, and the lanes meet again.
  */
 template<class Agg>
-__device__ __forceinline__ void warpAggStep(volatile float* slot, const uint d, const Agg& agg, const uint mask) {
-    const float partner = slot[d];
+__device__ __forceinline__ void warpAggStep(volatile float* slot, const uint d, const Agg& agg, const uint mask,
+                                            const bool hasPartner = true) {
+    const float partner = hasPartner ? slot[d] : agg.getBaseValue();
     __syncwarp(mask);
     slot[0] = agg(slot[0], partner);
     __syncwarp(mask);
@@ -319,10 +320,11 @@ __global__ void kAggRows(const float* mat, float* matSum, const uint width, cons
  *
  * Each thread folds the columns threadIdx.x + k * 256 of the row in a register. Each warp
  * then reduces its 32 values in shared memory with the "multiscan" of moderngpu.com: in
- * step i lane k adds in lane k + 2^i, so that lane 0 ends with the warp's aggregate (the
- * other lanes may read beyond their warp's 32 values; they only feed lanes that are not
- * read). The first AWR_NUM_WARPS threads reduce the warps' results the same way, and
- * thread 0 writes.
+ * step i lane k adds in lane k + 2^i, so that lane 0 ends with the warp's aggregate. The
+ * first AWR_NUM_WARPS threads reduce the warps' results the same way, and thread 0 writes.
+ * A lane whose partner k + 2^i is past its warp's values adds the aggregator's base value
+ * instead: 2012 read on, into the next warp's row while that warp was writing it (a data
+ * race whose values only fed lanes nobody reads).
  *
  * mat:     (height, width), rows width apart
  * matSum:  (height, 1)
@@ -334,9 +336,9 @@ __global__ void kAggRows_wholerow_nosync(const float* mat, float* matSum, const 
                                          const float p0, const float p1) {
     const Agg agg;
     const BinaryOp op(p0, p1);
-    // one padded row of 33 slots per warp, and room for the reads past the last one
-    __shared__ float accum[(WARP_SIZE + 1) * AWR_NUM_WARPS + WARP_SIZE / 2];
-    __shared__ float finalAccum[AWR_NUM_WARPS + AWR_NUM_WARPS / 2];
+    // one padded row of 33 slots per warp
+    __shared__ float accum[(WARP_SIZE + 1) * AWR_NUM_WARPS];
+    __shared__ float finalAccum[AWR_NUM_WARPS];
     const uint tid = threadIdx.x;
     const uint warp = tid / WARP_SIZE, lane = tid % WARP_SIZE;
     volatile float* mine = &accum[warp * (WARP_SIZE + 1) + lane];
@@ -352,7 +354,7 @@ __global__ void kAggRows_wholerow_nosync(const float* mat, float* matSum, const 
         __syncwarp();
         #pragma unroll
         for (uint d = 1; d < WARP_SIZE; d *= 2) {
-            warpAggStep(mine, d, agg, 0xffffffffu);
+            warpAggStep(mine, d, agg, 0xffffffffu, lane + d < WARP_SIZE);
         }
         __syncthreads();
         if (tid < AWR_NUM_WARPS) {
@@ -361,7 +363,7 @@ __global__ void kAggRows_wholerow_nosync(const float* mat, float* matSum, const 
             __syncwarp(warpsMask);
             #pragma unroll
             for (uint d = 1; d < AWR_NUM_WARPS; d *= 2) {
-                warpAggStep(fin, d, agg, warpsMask);
+                warpAggStep(fin, d, agg, warpsMask, tid + d < AWR_NUM_WARPS);
             }
             if (tid == 0) {
                 matSum[row] = op(matSum[row], fin[0]);
