@@ -2,7 +2,8 @@
 that tests can check them on machines without a GPU.
 
 How: the real .cu file is compiled by g++ (C++20) together with a small CUDA shim. A
-launch runs the grid's blocks one after another; each block's threads are OS threads (one
+launch runs the grid's blocks one after another (by default in blockIdx order, x fastest;
+see CUDACONVNET_EMULATE_BLOCK_ORDER); each block's threads are OS threads (one
 per CUDA thread) that run the kernel concurrently; __syncthreads is a barrier over the
 block, __syncwarp one over the lanes of the thread's warp named in its mask (a launch in
 which no barrier completes for a minute fails: a deadlock is a failed test, not a hung
@@ -28,10 +29,17 @@ Environment:
                               LD_PRELOAD="$(g++ -print-file-name=libasan.so)
                               $(g++ -print-file-name=libstdc++.so)",
                               ASAN_OPTIONS=detect_leaks=0, pytest -s) to catch
-                              out-of-bounds accesses, as tests/test_cuda_asan.py does;
+                              out-of-bounds accesses, as tests/test_cuda_sanitizers.py does (and
+                              "-fsanitize=thread", libtsan, for data races);
   CUDACONVNET_EMULATE_BARRIER_TIMEOUT
                               seconds without a completed barrier after which a launch
                               is failed as deadlocked (default 60);
+  CUDACONVNET_EMULATE_BLOCK_ORDER
+                              "forward" (default) or "reverse": the order the blocks
+                              of a grid run in. On a GPU they run in any order, and at
+                              once; a kernel whose results depend on it (a block that
+                              overwrites another's output, or reads it) gives other
+                              results in reverse, as tests/test_cuda_sanitizers.py runs them;
   CUDACONVNET_EMULATE_SRC     another cuda_src tree to emulate instead of this checkout's
                               (e.g. to compare a rewritten kernel file with its previous
                               version on the same tests).
@@ -52,6 +60,8 @@ from cudaconvnet.backends.cuda import loader
 
 EMU_CFLAGS = os.environ.get("CUDACONVNET_EMULATE_CFLAGS", "").split()
 BARRIER_TIMEOUT = float(os.environ.get("CUDACONVNET_EMULATE_BARRIER_TIMEOUT", "60"))
+BLOCK_ORDER = os.environ.get("CUDACONVNET_EMULATE_BLOCK_ORDER") or "forward"
+assert BLOCK_ORDER in ("forward", "reverse"), "CUDACONVNET_EMULATE_BLOCK_ORDER=%s: forward or reverse" % BLOCK_ORDER
 EMU_SRC = Path(os.environ["CUDACONVNET_EMULATE_SRC"]) if os.environ.get("CUDACONVNET_EMULATE_SRC") else loader.CUDA_SRC
 
 EMU_HEADER = r'''
@@ -164,10 +174,11 @@ extern "C" void emu_set_shared(char** ptrs, const size_t* sizes, unsigned n) {
     for (unsigned i = 0; i < n; i++) emu_shared_arrays.emplace_back(ptrs[i], sizes[i]);
 }
 
-// run every block of the grid, one after the other; the block's threads run concurrently.
-// Returns 0, or 1 where a barrier gave up (see EmuBarrier).
+// run every block of the grid, one after the other (last first where `reverse`); the
+// block's threads run concurrently. Returns 0, or 1 where a barrier gave up (see EmuBarrier).
 template <typename... Ts> static int emu_launch(void (*kernel)(Ts...), unsigned gx, unsigned gy,
-                                                unsigned bx, unsigned by, const char* buf, double timeout) {
+                                                unsigned bx, unsigned by, const char* buf, double timeout,
+                                                bool reverse) {
     size_t off = 0;
     std::tuple<Ts...> args{emu_read<Ts>(buf, off)...};
     const unsigned n = bx * by;
@@ -181,16 +192,16 @@ template <typename... Ts> static int emu_launch(void (*kernel)(Ts...), unsigned 
         threads.emplace_back([&, t] {
             threadIdx = {t % bx, t / bx, 0};
             try {
-                for (unsigned y = 0; y < gy; y++) {
-                    for (unsigned x = 0; x < gx; x++) {
-                        blockIdx = {x, y, 0};
-                        if (t == 0) {
-                            for (auto& sh : emu_shared_arrays) std::memset(sh.first, 0xFF, sh.second);
-                        }
-                        __syncthreads();
-                        std::apply(kernel, args);
-                        __syncthreads();  // the next block reuses the shared memory
+                const unsigned long long blocks = (unsigned long long)gx * gy;
+                for (unsigned long long b = 0; b < blocks; b++) {
+                    const unsigned long long i = reverse ? blocks - 1 - b : b;
+                    blockIdx = {(unsigned)(i % gx), (unsigned)(i / gx), 0};
+                    if (t == 0) {
+                        for (auto& sh : emu_shared_arrays) std::memset(sh.first, 0xFF, sh.second);
                     }
+                    __syncthreads();
+                    std::apply(kernel, args);
+                    __syncthreads();  // the next block reuses the shared memory
                 }
             } catch (EmuBroken&) {
             }
@@ -315,7 +326,8 @@ class Emulator:
         src = [EMU_HEADER, '#include "%s"' % (self.src_root / f), EMU_LAUNCH]
         for i, (n, a) in enumerate(insts):
             src.append('extern "C" int emu_%d(unsigned gx, unsigned gy, unsigned bx, unsigned by, '
-                       'const char* buf, double timeout) { return emu_launch(&%s, gx, gy, bx, by, buf, timeout); }'
+                       'const char* buf, double timeout, int reverse) '
+                       '{ return emu_launch(&%s, gx, gy, bx, by, buf, timeout, reverse != 0); }'
                        % (i, loader.template_call(n, a)))
         text = "\n".join(src) + "\n"
         sources = "".join(p.read_text() for p in sorted(self.src_root.rglob("*.cu*")))
@@ -340,7 +352,7 @@ class Emulator:
                 statics.append((parts[3], int(parts[1], 16)))
         for i, (n, a) in enumerate(insts):
             fn = getattr(lib, "emu_%d" % i)
-            fn.argtypes = [ctypes.c_uint] * 4 + [ctypes.c_char_p, ctypes.c_double]
+            fn.argtypes = [ctypes.c_uint] * 4 + [ctypes.c_char_p, ctypes.c_double, ctypes.c_int]
             fn.restype = ctypes.c_int
             prefix = "_ZZ%d%s%s" % (len(n), n, loader.template_fragment(a) if a else "")
             mine = [(ctypes.addressof(ctypes.c_char.in_dll(lib, sym)), size)
@@ -357,7 +369,7 @@ class Emulator:
         set_shared((ctypes.c_void_p * max(1, len(shared)))(*[p for p, _ in shared]),
                    (ctypes.c_size_t * max(1, len(shared)))(*[n for _, n in shared]), len(shared))
         self.launches.append(inst)
-        if fn(gx, gy, bx, by, buf, BARRIER_TIMEOUT):
+        if fn(gx, gy, bx, by, buf, BARRIER_TIMEOUT, BLOCK_ORDER == "reverse"):
             raise AssertionError("emulated %s%s, grid %s, block %s: no barrier completed in %g s: threads waited "
                                  "at a barrier the others of their block or warp never reached (a missing or divergent "
                                  "__syncthreads/__syncwarp)" % (inst[1], list(inst[2]), (gx, gy), block,

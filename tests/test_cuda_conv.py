@@ -16,7 +16,8 @@ Each case runs two ways:
                       template-argument value; CUDACONVNET_EMULATE_ALL=1 runs every case.
                       CUDACONVNET_EMULATE_CFLAGS adds g++ flags: with "-fsanitize=address"
                       out-of-bounds reads and writes of the kernels are reported
-                      (tests/test_cuda_asan.py runs the emulated cases that way).
+                      (tests/test_cuda_sanitizers.py runs the emulated cases that way, and
+                      under "-fsanitize=thread").
 
 Tolerance (TOL_SQRT_K): every output is a sum of K float32 products (plus a scaled target),
 which the GPU adds in a different order than the reference's BLAS. Either order's rounding

@@ -1,14 +1,28 @@
-"""The emulated CUDA kernels once more, under AddressSanitizer.
+"""The emulated CUDA kernels once more, under AddressSanitizer and under ThreadSanitizer:
+the CPU stand-ins for compute-sanitizer's memcheck and racecheck.
 
 The emulated tests (test_cuda_conv.py, test_cuda_conv_gemm.py, test_cuda_util_emulated.py)
-check what the kernels compute, so a read past the end of an array whose value goes unused
-passes them; on a GPU such a read is undefined (garbage, or an illegal-address fault when
-the array ends a page). Here a child pytest runs those tests with the kernels built by
-g++ -fsanitize=address and libasan preloaded into the child, so every access outside the
-host arrays (the stand-ins for device memory, allocated through ASan's malloc) or outside a
-__shared__ array fails. libstdc++ is preloaded after libasan so that ASan finds the real
-__cxa_throw, which the emulation's barriers throw through when a launch deadlocks. The
-child does not capture output (-s): ASan ends the process, and its report must get out.
+check what the kernels compute. Two kinds of kernel bug pass them:
+  - a read outside an array whose value goes unused. On a GPU it is undefined (garbage, or
+    an illegal-address fault when the array ends a page). Under ASan every access outside
+    the host arrays (the stand-ins for device memory, allocated through ASan's malloc) or
+    outside a __shared__ array fails.
+  - a missing barrier: a thread reads what another thread of its block writes (or both
+    write) with no __syncthreads/__syncwarp between them. The emulation's OS threads
+    seldom interleave badly enough to change a result; a GPU's warps may. Under TSan every
+    such pair of accesses fails, however the threads were scheduled: the emulation's
+    barriers are atomics, which TSan follows, so it knows what they order.
+And blocks: the emulation runs them one after another, so both runs take them in reverse
+order (CUDACONVNET_EMULATE_BLOCK_ORDER), where the plain tests take them in order: a block
+that overwrites another's output, or reads it, changes the result one way or the other.
+A child pytest runs those tests with the kernels built by g++ -fsanitize=... and the
+sanitizer's runtime preloaded into the child, libstdc++ after it (so that it finds the real
+__cxa_throw, which the emulation's barriers throw through when a launch deadlocks). The
+child does not capture output (-s): the sanitizer ends the process, and its report must get
+out. OpenBLAS runs one thread in the child: TSan cannot see how its threads synchronise.
+
+Before each run, a control: a kernel with the very bug the sanitizer is for must be
+reported, so that a sanitizer that is silently not there fails the test instead of passing it.
 """
 import os
 import shutil
@@ -20,10 +34,47 @@ import pytest
 from conftest import REPO
 
 FILES = ["tests/test_cuda_conv.py", "tests/test_cuda_conv_gemm.py", "tests/test_cuda_util_emulated.py"]
-# All their emulated cases but the new conv kernels' full 128-image ones (three minutes
-# under ASan, against one and a half for their partial-tile cases, which are those that
-# reach the edges of the arrays).
-SELECT = "emulated and not (gemm and N128)"
+
+# What each run covers, with its time on the CI machine (2 cores):
+#  address: every emulated case but the new conv kernels' full 128-image ones (200 s; those
+#    take three more minutes, and the partial-tile cases are the ones that reach the edges);
+#  thread: every emulated case of the kernels that have barriers (293 s): the gemm and
+#    winograd convolutions (unfold.cu, winograd.cu) have none, and their products run on
+#    kSgemm, which test_cuda_util_emulated.py covers.
+SANITIZERS = {
+    "address": dict(runtime="libasan.so", options={"ASAN_OPTIONS": "detect_leaks=0"},
+                    report="ERROR: AddressSanitizer", control="kReadPastEnd",
+                    select="emulated and not (conv_gemm and N128)"),
+    "thread": dict(runtime="libtsan.so",
+                   options={"TSAN_OPTIONS": "halt_on_error=1"},
+                   report="WARNING: ThreadSanitizer", control="kMissingBarrier",
+                   select="emulated and not (conv_gemm and (N128 or not implicit))"),
+}
+
+BUGS_CU = """
+// thread 0 reads a[n], one past the end of the n floats of a
+__global__ void kReadPastEnd(float* a, const int n) {
+    if (threadIdx.x == 0) { a[0] = a[n]; }
+}
+// each thread writes its slot of s, then reads its neighbour's without a __syncthreads
+__global__ void kMissingBarrier(float* a, const int n) {
+    __shared__ float s[64];
+    s[threadIdx.x] = a[threadIdx.x];
+    a[threadIdx.x] = s[(threadIdx.x + 1) % 64];
+}
+"""
+
+# launches one kernel of BUGS_CU (argv: work folder, kernel) on 64 threads
+CONTROL = """
+import struct, sys
+import numpy as np
+sys.path.insert(0, "tests")
+import cuda_emulation
+work, kernel = sys.argv[1:]
+emu = cuda_emulation.Emulator(work, src_root=work)
+a = np.zeros(4096, np.float32)
+emu._launch(("bugs.cu", kernel, ()), (1, 1), (64, 1, 1), struct.pack("Pi", a.ctypes.data, a.size))
+"""
 
 
 def _gcc_library(name):
@@ -32,19 +83,40 @@ def _gcc_library(name):
     return path if os.path.isabs(path) and os.path.exists(path) else None
 
 
-def test_emulated_kernels_stay_in_bounds():
+def _sanitized_env(name):
     if shutil.which("g++") is None or not sys.platform.startswith("linux"):
         pytest.skip("the CUDA emulation needs g++ on Linux")
-    if "-fsanitize=address" in os.environ.get("CUDACONVNET_EMULATE_CFLAGS", ""):
-        pytest.skip("this run is under AddressSanitizer already")
-    libs = [_gcc_library("libasan.so"), _gcc_library("libstdc++.so")]
+    if "-fsanitize=" in os.environ.get("CUDACONVNET_EMULATE_CFLAGS", ""):
+        pytest.skip("this run is under a sanitizer already")
+    san = SANITIZERS[name]
+    libs = [_gcc_library(san["runtime"]), _gcc_library("libstdc++.so")]
     if None in libs:
-        pytest.skip("g++ has no libasan here")
-    env = dict(os.environ, CUDACONVNET_EMULATE_CFLAGS="-fsanitize=address -fno-omit-frame-pointer",
-               LD_PRELOAD=" ".join(libs), ASAN_OPTIONS="detect_leaks=0", CUDACONVNET_EMULATE_ALL="")
-    proc = subprocess.run([sys.executable, "-m", "pytest", "-q", "-s", "-x", "-p", "no:cacheprovider", "-k", SELECT]
-                          + FILES, cwd=REPO, env=env, capture_output=True, text=True, timeout=1500)
+        pytest.skip("g++ has no %s here" % san["runtime"])
+    return dict(os.environ, CUDACONVNET_EMULATE_CFLAGS="-fsanitize=%s -fno-omit-frame-pointer" % name,
+                LD_PRELOAD=" ".join(libs), OPENBLAS_NUM_THREADS="1", CUDACONVNET_EMULATE_ALL="",
+                CUDACONVNET_EMULATE_BLOCK_ORDER="reverse", **san["options"])
+
+
+def _report(out, marker):
+    return out[out.find(marker):][:6000] if marker in out else out[-6000:]
+
+
+@pytest.mark.parametrize("name", SANITIZERS)
+def test_emulated_kernels_under_sanitizer(name, tmp_path):
+    """address: no kernel reads or writes outside its arrays; thread: no two threads of a
+    block touch the same memory, one of them writing, without a barrier between them. And
+    both: the results do not depend on the order of the blocks."""
+    env, san = _sanitized_env(name), SANITIZERS[name]
+    (tmp_path / "bugs.cu").write_text(BUGS_CU)
+    control = subprocess.run([sys.executable, "-c", CONTROL, str(tmp_path), san["control"]], cwd=REPO, env=env,
+                             capture_output=True, text=True, timeout=300)
+    out = control.stdout + control.stderr
+    assert control.returncode != 0 and san["report"] in out and san["control"] in out, \
+        "the %s sanitizer missed the bug of %s:\n%s" % (name, san["control"], out[-3000:])
+
+    proc = subprocess.run([sys.executable, "-m", "pytest", "-q", "-s", "-x", "-p", "no:cacheprovider",
+                           "-k", san["select"]] + FILES, cwd=REPO, env=env, capture_output=True, text=True,
+                          timeout=1500)
     out = proc.stdout + proc.stderr
-    report = out[out.find("ERROR: AddressSanitizer"):] if "ERROR: AddressSanitizer" in out else out
-    assert proc.returncode == 0 and "AddressSanitizer" not in out, report[:6000]
+    assert proc.returncode == 0 and "Sanitizer" not in out, _report(out, san["report"])
     assert " passed" in proc.stdout and " failed" not in proc.stdout

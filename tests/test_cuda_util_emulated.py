@@ -594,3 +594,30 @@ def test_a_deadlocked_launch_fails(tmp_path, monkeypatch, kernel):
         launch(5)
     launch(-1)
     assert (out == 1).all()
+
+
+ORDER_CU = """
+__global__ void kLastBlockWins(int* out) {
+    const int block = blockIdx.y * gridDim.x + blockIdx.x;
+    if (threadIdx.x == 0) {
+        out[0] = block;
+        out[1 + block] += 1;
+    }
+}
+"""
+
+
+@pytest.mark.parametrize("order, last", [("forward", 5), ("reverse", 0)])
+def test_block_order(tmp_path, monkeypatch, order, last):
+    """Every block of a grid runs once, in blockIdx order (x fastest) or, with
+    CUDACONVNET_EMULATE_BLOCK_ORDER=reverse, the other way round: a kernel whose blocks
+    overwrite each other's output, as this one does, then shows a different result."""
+    import cuda_emulation
+    make_emulator(tmp_path)
+    (tmp_path / "src").mkdir()
+    (tmp_path / "src" / "order.cu").write_text(ORDER_CU)
+    emu = cuda_emulation.Emulator(tmp_path, src_root=tmp_path / "src")
+    monkeypatch.setattr(cuda_emulation, "BLOCK_ORDER", order)
+    out = np.zeros(7, np.int32)
+    emu._launch(("order.cu", "kLastBlockWins", ()), (3, 2), (32, 1, 1), struct.pack("P", out.ctypes.data))
+    assert out[0] == last and (out[1:] == 1).all()
