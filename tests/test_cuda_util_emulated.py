@@ -390,16 +390,19 @@ if EMULATE_ALL:
     AGG_SHAPES += AGG_SHAPES_SLOW
 
 
-def test_wholerow_sum_blocks_take_several_rows(be, kernels, monkeypatch):
-    """kAggRows_wholerow_nosync's blocks go on to another row when the rows outnumber them
-    (2012 capped the grid at 1024 blocks; capped at 2 here so that 5 rows are enough)."""
+@pytest.mark.parametrize("kernel, cap, width", [("kAggRows_wholerow_nosync", "AWR_MAX_ROW_BLOCKS", 600),
+                                               ("kAggRows", "NUM_BLOCKS_MAX", 100)])
+def test_row_sum_blocks_take_several_rows(be, kernels, monkeypatch, kernel, cap, width):
+    """The row kernels' blocks go on to another row when the rows outnumber them. 2012 capped
+    their grids at 1024 and 65535 blocks (kAggRows never meets the second: from 16384 rows
+    on the host picks kAggShortRows); capped at 2 here so that 5 rows are enough."""
     from cudaconvnet.backends.cuda import nvmatrix as nvm
-    monkeypatch.setattr(nvm, "AWR_MAX_ROW_BLOCKS", 2)
-    m = R((5, 600), 66)
+    monkeypatch.setattr(nvm, cap, 2)
+    m = R((5, width), 66)
     d = be.array(np.full((5, 1), np.nan, np.float32))
     be.addSum(d, be.array(m), 1, 0, 1)
     np.testing.assert_allclose(be.to_host(d), m.astype(np.float64).sum(axis=1, keepdims=True), rtol=1e-5)
-    assert kernels.names() == ["kAggRows_wholerow_nosync"]
+    assert kernels.names() == [kernel]
 
 
 @pytest.mark.parametrize("shape,kernel", AGG_SHAPES, ids=str)
