@@ -559,6 +559,15 @@ def test_cases_take_every_template_argument_value():
 
 
 # -- the emulation itself -----------------------------------------------------------------------------------
+def one_file_emulator(tmp_path, name, text):
+    """An Emulator over a source folder holding one .cu file, `name`, of `text`."""
+    import cuda_emulation
+    make_emulator(tmp_path)
+    (tmp_path / "src").mkdir()
+    (tmp_path / "src" / name).write_text(text)
+    return cuda_emulation.Emulator(tmp_path, src_root=tmp_path / "src")
+
+
 DEADLOCK_CU = """
 __global__ void kSkipBarrier(float* out, const int skipper) {
     if ((int)threadIdx.x != skipper) { __syncthreads(); }
@@ -578,10 +587,7 @@ def test_a_deadlocked_launch_fails(tmp_path, monkeypatch, kernel):
     CUDACONVNET_EMULATE_BARRIER_TIMEOUT seconds, instead of hanging the test run; the next
     launch runs normally."""
     import cuda_emulation
-    make_emulator(tmp_path)
-    (tmp_path / "src").mkdir()
-    (tmp_path / "src" / "deadlock.cu").write_text(DEADLOCK_CU)
-    emu = cuda_emulation.Emulator(tmp_path, src_root=tmp_path / "src")
+    emu = one_file_emulator(tmp_path, "deadlock.cu", DEADLOCK_CU)
     monkeypatch.setattr(cuda_emulation, "BARRIER_TIMEOUT", 0.5)
     out = np.zeros(64, np.float32)
     inst = ("deadlock.cu", kernel, ())
@@ -616,10 +622,7 @@ def test_block_order(tmp_path, monkeypatch, order, last):
     CUDACONVNET_EMULATE_BLOCK_ORDER=reverse, the other way round: a kernel whose blocks
     overwrite each other's output, as this one does, then shows a different result."""
     import cuda_emulation
-    make_emulator(tmp_path)
-    (tmp_path / "src").mkdir()
-    (tmp_path / "src" / "order.cu").write_text(ORDER_CU)
-    emu = cuda_emulation.Emulator(tmp_path, src_root=tmp_path / "src")
+    emu = one_file_emulator(tmp_path, "order.cu", ORDER_CU)
     monkeypatch.setattr(cuda_emulation, "BLOCK_ORDER", order)
     out = np.zeros(7, np.int32)
     emu._launch(("order.cu", "kLastBlockWins", ()), (3, 2), (32, 1, 1), struct.pack("P", out.ctypes.data))

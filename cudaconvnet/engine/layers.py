@@ -139,7 +139,7 @@ class DataLayer(Layer):
         # 2012 read past the matrix (or crashed in a kernel) when the data did not fit the net;
         # a negative dataIdx would count from the end here (the labels fed in as data)
         if not 0 <= self.dataIdx < len(inputs):
-            raise EngineError("Data layer '%s' takes matrix %d of the data, which has %d"
+            raise EngineError("data layer '%s' wants data matrix %d, but the data provider gives %d"
                               % (self.name, self.dataIdx, len(inputs)))
         rows = inputs[self.dataIdx].shape[0]
         if rows != self.dic["outputs"]:

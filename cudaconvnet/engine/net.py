@@ -92,10 +92,6 @@ class ConvNet:
         self.reset()
         self.num_cases = data[0].shape[1]
         for layer in self.layers:
-            if isinstance(layer, DataLayer):
-                if not 0 <= layer.dataIdx < len(data):
-                    raise EngineError("data layer '%s' wants data matrix %d, but the data provider gives %d"
-                                      % (layer.name, layer.dataIdx, len(data)))
             with refusals_named(layer):
                 layer.fprop(data if isinstance(layer, DataLayer) else [p.acts for p in layer.prev], passType)
 
