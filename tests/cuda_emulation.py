@@ -13,8 +13,9 @@ The arguments are packed exactly as PyCUDA packs them (struct codes, native alig
 unpacked by the kernel's own parameter types, so a host-side argument list that disagrees
 with the kernel signature shows up too.
 
-What it checks: indexing, staging through shared memory, barriers, bounds checks, the
-template arguments the selectors pick and the host modules' argument lists. What it does
+What it checks: indexing, staging through shared memory, barriers, asynchronous copies
+(cp.async: their groups, waits and alignment), bounds checks, the template arguments the
+selectors pick and the host modules' argument lists. What it does
 not: the GPU itself (warp scheduling, the memory model, timing), PyCUDA and the driver,
 and the precision of the fast-math intrinsics (__expf, __logf, __powf, __fdividef, cospif
 run as the host's IEEE functions here).
@@ -40,6 +41,16 @@ Environment:
                               once; a kernel whose results depend on it (a block that
                               overwrites another's output, or reads it) gives other
                               results in reverse, as tests/test_cuda_sanitizers.py runs them;
+  CUDACONVNET_EMULATE_ASYNC_COPIES
+                              when an asynchronous copy (implicit_gemm.cu's cp.async)
+                              lands in shared memory: "at-wait" (default), when the
+                              cp.async.wait_group that retires its group returns, the
+                              latest a GPU may land it, so that a buffer read before its
+                              copies were waited for holds what was there before; or
+                              "at-issue", at once (the earliest) and again at its wait,
+                              so that ThreadSanitizer sees a write at both ends of the
+                              window in which a GPU may land it (tests/test_cuda_sanitizers.py
+                              runs it so);
   CUDACONVNET_EMULATE_SRC     another cuda_src tree to emulate instead of this checkout's
                               (e.g. to compare a rewritten kernel file with its previous
                               version on the same tests).
@@ -62,6 +73,8 @@ EMU_CFLAGS = os.environ.get("CUDACONVNET_EMULATE_CFLAGS", "").split()
 BARRIER_TIMEOUT = float(os.environ.get("CUDACONVNET_EMULATE_BARRIER_TIMEOUT", "60"))
 BLOCK_ORDER = os.environ.get("CUDACONVNET_EMULATE_BLOCK_ORDER") or "forward"
 assert BLOCK_ORDER in ("forward", "reverse"), "CUDACONVNET_EMULATE_BLOCK_ORDER=%s: forward or reverse" % BLOCK_ORDER
+ASYNC_COPIES = os.environ.get("CUDACONVNET_EMULATE_ASYNC_COPIES") or "at-wait"
+assert ASYNC_COPIES in ("at-wait", "at-issue"), "CUDACONVNET_EMULATE_ASYNC_COPIES=%s: at-wait or at-issue" % ASYNC_COPIES
 EMU_SRC = Path(os.environ["CUDACONVNET_EMULATE_SRC"]) if os.environ.get("CUDACONVNET_EMULATE_SRC") else loader.CUDA_SRC
 
 EMU_HEADER = r'''
@@ -70,7 +83,9 @@ EMU_HEADER = r'''
 #include <cmath>
 #include <condition_variable>
 #include <cstddef>
+#include <cstdint>
 #include <cstring>
+#include <deque>
 #include <mutex>
 #include <thread>
 #include <tuple>
@@ -139,6 +154,58 @@ inline void __syncwarp(unsigned mask = 0xffffffffu) {
     emu_warp_barriers[warp].arrive_and_wait(lanes);
 }
 
+// A fault the GPU would report or that breaks a kernel's contract, found by the emulation
+// itself (not by a barrier): the first one of a launch is kept, and the launch fails with it.
+static std::atomic<bool> emu_faulted{false};
+static const char* emu_fault_what = nullptr;
+static void emu_fault(const char* what) {
+    bool no = false;
+    if (emu_faulted.compare_exchange_strong(no, true)) emu_fault_what = what;
+}
+
+// cp.async (implicit_gemm.cu's asyncCopy4/16, asyncCommit, asyncWait<n>). The source is
+// read when the copy is issued (global memory does not change during a launch); the copy
+// lands in shared memory when the wait that retires its commit group returns, the latest
+// moment a GPU may land it, and with EMU_ASYNC_AT_ISSUE 1 also at once, the earliest (so
+// that ThreadSanitizer sees a write at both ends of that window). A copy must be aligned
+// to its size, and every copy a thread issues must be waited for before its block ends.
+#define EMU_ASYNC_COPIES
+struct EmuCopy {
+    void* dst;
+    unsigned n;
+    unsigned char data[16];
+};
+thread_local std::vector<EmuCopy> emu_copies_open;              // issued since the last commit
+thread_local std::deque<std::vector<EmuCopy>> emu_copy_groups;  // committed, oldest first
+inline void emu_async_copy(void* dst, const void* src, unsigned n) {
+    if ((std::uintptr_t)dst % n != 0 || (std::uintptr_t)src % n != 0) {
+        emu_fault("a cp.async whose shared or global address is not aligned to its size");
+        return;
+    }
+    EmuCopy c{dst, n, {}};
+    std::memcpy(c.data, src, n);
+    if (EMU_ASYNC_AT_ISSUE) std::memcpy(dst, c.data, n);
+    emu_copies_open.push_back(c);
+}
+inline void emu_async_commit() {
+    emu_copy_groups.push_back(std::move(emu_copies_open));
+    emu_copies_open.clear();
+}
+inline void emu_async_wait(size_t pending) {
+    while (emu_copy_groups.size() > pending) {
+        for (const EmuCopy& c : emu_copy_groups.front()) std::memcpy(c.dst, c.data, c.n);
+        emu_copy_groups.pop_front();
+    }
+}
+// at the end of a thread's block: no copy may be left that nobody waited for
+inline void emu_async_end_block() {
+    bool left = !emu_copies_open.empty();
+    for (const auto& g : emu_copy_groups) left = left || !g.empty();
+    if (left) emu_fault("a thread's block ended with cp.async copies it never waited for");
+    emu_copies_open.clear();
+    emu_copy_groups.clear();
+}
+
 // the intrinsics, at the host's IEEE precision (the GPU's approximations are not emulated);
 // macros, because glibc's math.h declares functions of some of these names
 inline float emu_fdividef(float a, float b) { return a / b; }
@@ -174,8 +241,11 @@ extern "C" void emu_set_shared(char** ptrs, const size_t* sizes, unsigned n) {
     for (unsigned i = 0; i < n; i++) emu_shared_arrays.emplace_back(ptrs[i], sizes[i]);
 }
 
+extern "C" const char* emu_fault_message() { return emu_faulted ? emu_fault_what : nullptr; }
+
 // run every block of the grid, one after the other (last first where `reverse`); the
-// block's threads run concurrently. Returns 0, or 1 where a barrier gave up (see EmuBarrier).
+// block's threads run concurrently. Returns 0, 1 where a barrier gave up (see EmuBarrier),
+// or 2 where the launch faulted (emu_fault_message says how).
 template <typename... Ts> static int emu_launch(void (*kernel)(Ts...), unsigned gx, unsigned gy,
                                                 unsigned bx, unsigned by, const char* buf, double timeout,
                                                 bool reverse) {
@@ -183,6 +253,7 @@ template <typename... Ts> static int emu_launch(void (*kernel)(Ts...), unsigned 
     std::tuple<Ts...> args{emu_read<Ts>(buf, off)...};
     const unsigned n = bx * by;
     emu_broken = false;
+    emu_faulted = false;
     emu_block_barrier.arrived = 0;
     for (EmuBarrier& b : emu_warp_barriers) b.arrived = 0;
     gridDim = {gx, gy, 1};
@@ -201,6 +272,7 @@ template <typename... Ts> static int emu_launch(void (*kernel)(Ts...), unsigned 
                     }
                     __syncthreads();
                     std::apply(kernel, args);
+                    emu_async_end_block();
                     __syncthreads();  // the next block reuses the shared memory
                 }
             } catch (EmuBroken&) {
@@ -232,7 +304,7 @@ template <typename... Ts> static int emu_launch(void (*kernel)(Ts...), unsigned 
     }
     finished.notify_all();
     watchdog.join();
-    return emu_broken ? 1 : 0;
+    return emu_broken ? 1 : emu_faulted ? 2 : 0;
 }
 '''
 
@@ -323,7 +395,8 @@ class Emulator:
                 self._build_file(f, insts)
 
     def _build_file(self, f, insts):
-        src = [EMU_HEADER, '#include "%s"' % (self.src_root / f), EMU_LAUNCH]
+        src = ["#define EMU_ASYNC_AT_ISSUE %d" % (ASYNC_COPIES == "at-issue"), EMU_HEADER,
+               '#include "%s"' % (self.src_root / f), EMU_LAUNCH]
         for i, (n, a) in enumerate(insts):
             src.append('extern "C" int emu_%d(unsigned gx, unsigned gy, unsigned bx, unsigned by, '
                        'const char* buf, double timeout, int reverse) '
@@ -341,6 +414,7 @@ class Emulator:
                                capture_output=True, text=True)
             assert r.returncode == 0, "g++ failed on %s:\n%s" % (f, r.stderr[-5000:])
         lib = ctypes.CDLL(str(so))
+        lib.emu_fault_message.restype = ctypes.c_char_p
         set_shared = lib.emu_set_shared
         set_shared.argtypes = [ctypes.POINTER(ctypes.c_void_p), ctypes.POINTER(ctypes.c_size_t), ctypes.c_uint]
         # a kernel template's __shared__ arrays are its static locals: symbols _ZZ<kernel>E<name>
@@ -369,11 +443,14 @@ class Emulator:
         set_shared((ctypes.c_void_p * max(1, len(shared)))(*[p for p, _ in shared]),
                    (ctypes.c_size_t * max(1, len(shared)))(*[n for _, n in shared]), len(shared))
         self.launches.append(inst)
-        if fn(gx, gy, bx, by, buf, BARRIER_TIMEOUT, BLOCK_ORDER == "reverse"):
-            raise AssertionError("emulated %s%s, grid %s, block %s: no barrier completed in %g s: threads waited "
-                                 "at a barrier the others of their block or warp never reached (a missing or divergent "
-                                 "__syncthreads/__syncwarp)" % (inst[1], list(inst[2]), (gx, gy), block,
-                                                                BARRIER_TIMEOUT))
+        rc = fn(gx, gy, bx, by, buf, BARRIER_TIMEOUT, BLOCK_ORDER == "reverse")
+        where = "emulated %s%s, grid %s, block %s" % (inst[1], list(inst[2]), (gx, gy), block)
+        if rc == 1:
+            raise AssertionError("%s: no barrier completed in %g s: threads waited at a barrier the others of their "
+                                 "block or warp never reached (a missing or divergent __syncthreads/__syncwarp)"
+                                 % (where, BARRIER_TIMEOUT))
+        if rc == 2:
+            raise AssertionError("%s: %s" % (where, self.fns[inst][3].emu_fault_message().decode()))
 
     def run(self, launch, args):
         """Stands in for filter_acts.run (the conv host modules): the same launch and the
@@ -392,10 +469,11 @@ class Emulator:
     def put(self, a):
         return FakeGPUArray(np.array(a, copy=True, order="C"))
 
-    def put_strided(self, a, extra):
+    def put_strided(self, a, extra, offset=0):
+        """`a` as columns [offset, offset + n) of a matrix `extra` columns wider."""
         big = np.zeros((a.shape[0], a.shape[1] + extra), a.dtype)
-        big[:, :a.shape[1]] = a
-        return FakeGPUArray(big)[:, :a.shape[1]]
+        big[:, offset:offset + a.shape[1]] = a
+        return FakeGPUArray(big)[:, offset:offset + a.shape[1]]
 
     def get(self, d):
         return d.a.copy()

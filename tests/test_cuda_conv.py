@@ -279,7 +279,9 @@ def check_case(dev, case):
     absref = np.abs(init)
     ref_fn(*[np.abs(a) for _, a in ins], absref, *colours, *extra, abs(st), abs(so))
     # the device: targets start as NaN when they must not be read
-    dev_ins = [dev.put_strided(a, 3) if (case["strided"] and n == "images") else dev.put(a) for n, a in ins]
+    # strided images: rows 3 floats longer than the images (or "pad"), which start at "offset"
+    dev_ins = [dev.put_strided(a, case.get("pad", 3), case.get("offset", 0)) if (case["strided"] and n == "images")
+               else dev.put(a) for n, a in ins]
     target = dev.put(init if st != 0 else np.full(tshape, np.nan, np.float32))
     dev_col = tuple(dev.put(c) for c in colours)
     getattr(_device_module(name), name)(*dev_ins, target, *dev_col, *extra, st, so)
@@ -356,10 +358,10 @@ class GPU:
     def put(self, a):
         return self.gpuarray.to_gpu(np.ascontiguousarray(a))
 
-    def put_strided(self, a, extra):
+    def put_strided(self, a, extra, offset=0):
         big = np.zeros((a.shape[0], a.shape[1] + extra), a.dtype)
-        big[:, :a.shape[1]] = a
-        view = self.put(big)[:, :a.shape[1]]
+        big[:, offset:offset + a.shape[1]] = a
+        view = self.put(big)[:, offset:offset + a.shape[1]]
         assert view.strides[0] == 4 * big.shape[1]
         return view
 

@@ -13,7 +13,8 @@ at stride 1 (its own kernels: odd and even output sizes, so tiles that hang past
 paddings 0, 1 and 2) and, for weightActs and other filters, the gemm path it falls back to.
 The implicit cases take 13 or 128 images (16-byte accesses and single ones), 8 to 72
 filters and colours per group (both tile widths), each case once with registers and once
-with asynchronous copies (under the emulation: its pipeline with plain copies), and for
+with asynchronous copies (under the emulation, copies that land when their wait returns:
+see tests/cuda_emulation.py), and for
 weightActs partial sums in one slice, in several, and, with 'tiny', cut into slices of a
 few products each.
 
@@ -81,6 +82,11 @@ def _cases():
                 c["partialSum"] = (0, 1, mX, mY * mX, divisors[0] if divisors else 1)[i % 5]
             if variant == "implicit":   # each case with registers and with asynchronous copies
                 out += [dict(c, async_copies=False), dict(c, async_copies=True)]
+                if c["strided"] and N % 4 == 0:
+                    # rows 4 floats longer: 16-byte accesses (the others' 3 rule them out),
+                    # unless the images start 4 bytes past a 16-byte boundary (offset 1)
+                    out += [dict(c, async_copies=False, pad=4), dict(c, async_copies=False, pad=4, offset=1),
+                            dict(c, async_copies=True, pad=4, offset=1)]
             else:
                 out.append(c)
     return out
@@ -94,7 +100,8 @@ def case_id(c):
                                                c["st"], c["chunking"])
     if "partialSum" in c:
         s += "-ps%d" % c["partialSum"]
-    return s + ("-strided" if c["strided"] else "") + ("-async" if c.get("async_copies") else "")
+    s += ("-strided" if c["strided"] else "") + ("-pad%d" % c["pad"] if "pad" in c else "")
+    return s + ("-offset%d" % c["offset"] if c.get("offset") else "") + ("-async" if c.get("async_copies") else "")
 
 
 def _configure(monkeypatch, case):
@@ -145,11 +152,12 @@ def implicit_targs(c):
     """The template arguments (tile width, async, vecA, vecB) conv_implicit should pick for
     case c: 64-wide tiles for up to 64 filters per group (colours per group for imgActs),
     the case's choice of copies, and 16-byte accesses where numImages, the image row stride
-    (numImages + 3 when strided) and, for the filters, the filter counts divide by 4 (the
-    test arrays are 16-byte aligned)."""
+    (numImages + pad when strided, pad 3 unless the case says) and, for the filters, the
+    filter counts divide by 4, and the images start 16-byte aligned (as the test arrays do,
+    unless the case gives them an offset)."""
     Fg = c["F"] // c["G"]
     width = 64 if (c["C"] // c["G"] if c["op"] == "imgActs" else Fg) <= 64 else 128
-    images4 = c["N"] % 4 == 0 and not c["strided"]
+    images4 = c["N"] % 4 == 0 and (not c["strided"] or (c.get("pad", 3) % 4 == 0 and not c.get("offset")))
     filters4 = c["F"] % 4 == 0 and Fg % 4 == 0
     if c["op"] == "weightActs":
         return width, c["async_copies"], images4, c["N"] % 4 == 0

@@ -1,17 +1,25 @@
 """The emulated CUDA kernels once more, under AddressSanitizer and under ThreadSanitizer:
-the CPU stand-ins for compute-sanitizer's memcheck and racecheck.
+the CPU stand-ins for compute-sanitizer's memcheck and racecheck; and under UBSan's
+alignment check.
 
 The emulated tests (test_cuda_conv.py, test_cuda_conv_gemm.py, test_cuda_util_emulated.py)
-check what the kernels compute. Two kinds of kernel bug pass them:
+check what the kernels compute. Three kinds of kernel bug pass them:
   - a read outside an array whose value goes unused. On a GPU it is undefined (garbage, or
     an illegal-address fault when the array ends a page). Under ASan every access outside
     the host arrays (the stand-ins for device memory, allocated through ASan's malloc) or
     outside a __shared__ array fails.
+  - a float4 access to an address that is not 16-byte aligned: a fault on the GPU
+    ("misaligned address"), where the CPU reads the same numbers. UBSan's alignment check
+    fails it; that run covers the kernels that use float4, those of implicit_gemm.cu
+    (test_float4_is_only_where_the_alignment_run_looks keeps it so).
   - a missing barrier: a thread reads what another thread of its block writes (or both
     write) with no __syncthreads/__syncwarp between them. The emulation's OS threads
     seldom interleave badly enough to change a result; a GPU's warps may. Under TSan every
     such pair of accesses fails, however the threads were scheduled: the emulation's
     barriers are atomics, which TSan follows, so it knows what they order.
+Asynchronous copies (cp.async): the plain tests land them when their wait returns, the
+latest a GPU may; the TSan run lands them at once as well, the earliest, so that a copy
+issued into a buffer other threads may still be reading is reported too.
 And blocks: the emulation runs them one after another, so both runs take them in reverse
 order (CUDACONVNET_EMULATE_BLOCK_ORDER), where the plain tests take them in order: a block
 that overwrites another's output, or reads it, changes the result one way or the other.
@@ -21,8 +29,8 @@ __cxa_throw, which the emulation's barriers throw through when a launch deadlock
 child does not capture output (-s): the sanitizer ends the process, and its report must get
 out. OpenBLAS runs one thread in the child: TSan cannot see how its threads synchronise.
 
-Before each run, a control: a kernel with the very bug the sanitizer is for must be
-reported, so that a sanitizer that is silently not there fails the test instead of passing it.
+Before each run, controls: a kernel with each bug the run is for must be reported, so that
+a sanitizer that is silently not there fails the test instead of passing it.
 """
 import os
 import shutil
@@ -40,16 +48,22 @@ FILES = ["tests/test_cuda_conv.py", "tests/test_cuda_conv_gemm.py", "tests/test_
 #    take three more minutes, and the partial-tile cases are the ones that reach the edges);
 #  thread: every emulated case of the kernels that have barriers (293 s): the gemm and
 #    winograd convolutions (unfold.cu, winograd.cu) have none, and their products run on
-#    kSgemm, which test_cuda_util_emulated.py covers.
+#    kSgemm, which test_cuda_util_emulated.py covers;
+#  alignment: every emulated case of implicit_gemm.cu, the one file with float4 accesses (40 s).
 SANITIZERS = {
-    "address": dict(runtime="libasan.so", options={"ASAN_OPTIONS": "detect_leaks=0"},
-                    report="ERROR: AddressSanitizer", control="kReadPastEnd",
+    "address": dict(runtime="libasan.so", flags="address", options={"ASAN_OPTIONS": "detect_leaks=0"},
+                    controls={"kReadPastEnd": "ERROR: AddressSanitizer"},
                     select="emulated and not (conv_gemm and N128)"),
-    "thread": dict(runtime="libtsan.so",
-                   options={"TSAN_OPTIONS": "halt_on_error=1"},
-                   report="WARNING: ThreadSanitizer", control="kMissingBarrier",
+    "thread": dict(runtime="libtsan.so", flags="thread",
+                   options={"TSAN_OPTIONS": "halt_on_error=1", "CUDACONVNET_EMULATE_ASYNC_COPIES": "at-issue"},
+                   controls={"kMissingBarrier": "WARNING: ThreadSanitizer"},
                    select="emulated and not (conv_gemm and (N128 or not implicit))"),
+    "alignment": dict(runtime="libubsan.so", flags="alignment -fno-sanitize-recover=alignment",
+                      options={"UBSAN_OPTIONS": "print_stacktrace=1"},
+                      controls={"kMisalignedFloat4": "runtime error: "},
+                      select="emulated and implicit"),
 }
+FLOAT4_FILES = {"cudaconv2/implicit_gemm.cu"}   # what the alignment run's selection covers
 
 BUGS_CU = """
 // thread 0 reads a[n], one past the end of the n floats of a
@@ -61,6 +75,10 @@ __global__ void kMissingBarrier(float* a, const int n) {
     __shared__ float s[64];
     s[threadIdx.x] = a[threadIdx.x];
     a[threadIdx.x] = s[(threadIdx.x + 1) % 64];
+}
+// thread 0 reads a float4 from a + 1: 4 bytes past a 16-byte boundary (a itself is aligned)
+__global__ void kMisalignedFloat4(float* a, const int n) {
+    if (threadIdx.x == 0) { a[0] = reinterpret_cast<const float4*>(a + 1)->x; }
 }
 """
 
@@ -92,7 +110,7 @@ def _sanitized_env(name):
     libs = [_gcc_library(san["runtime"]), _gcc_library("libstdc++.so")]
     if None in libs:
         pytest.skip("g++ has no %s here" % san["runtime"])
-    return dict(os.environ, CUDACONVNET_EMULATE_CFLAGS="-fsanitize=%s -fno-omit-frame-pointer" % name,
+    return dict(os.environ, CUDACONVNET_EMULATE_CFLAGS="-fsanitize=%s -fno-omit-frame-pointer" % san["flags"],
                 LD_PRELOAD=" ".join(libs), OPENBLAS_NUM_THREADS="1", CUDACONVNET_EMULATE_ALL="",
                 CUDACONVNET_EMULATE_BLOCK_ORDER="reverse", **san["options"])
 
@@ -104,19 +122,32 @@ def _report(out, marker):
 @pytest.mark.parametrize("name", SANITIZERS)
 def test_emulated_kernels_under_sanitizer(name, tmp_path):
     """address: no kernel reads or writes outside its arrays; thread: no two threads of a
-    block touch the same memory, one of them writing, without a barrier between them. And
-    both: the results do not depend on the order of the blocks."""
+    block touch the same memory, one of them writing, without a barrier between them;
+    alignment: no float4 access is misaligned. And all: the results do not depend on the
+    order of the blocks."""
     env, san = _sanitized_env(name), SANITIZERS[name]
     (tmp_path / "bugs.cu").write_text(BUGS_CU)
-    control = subprocess.run([sys.executable, "-c", CONTROL, str(tmp_path), san["control"]], cwd=REPO, env=env,
-                             capture_output=True, text=True, timeout=300)
-    out = control.stdout + control.stderr
-    assert control.returncode != 0 and san["report"] in out and san["control"] in out, \
-        "the %s sanitizer missed the bug of %s:\n%s" % (name, san["control"], out[-3000:])
+    for kernel, report in san["controls"].items():
+        control = subprocess.run([sys.executable, "-c", CONTROL, str(tmp_path), kernel], cwd=REPO, env=env,
+                                 capture_output=True, text=True, timeout=300)
+        out = control.stdout + control.stderr
+        assert control.returncode != 0 and report in out and kernel in out, \
+            "the %s sanitizer missed the bug of %s:\n%s" % (name, kernel, out[-3000:])
 
     proc = subprocess.run([sys.executable, "-m", "pytest", "-q", "-s", "-x", "-p", "no:cacheprovider",
                            "-k", san["select"]] + FILES, cwd=REPO, env=env, capture_output=True, text=True,
                           timeout=1500)
     out = proc.stdout + proc.stderr
-    assert proc.returncode == 0 and "Sanitizer" not in out, _report(out, san["report"])
+    reports = list(san["controls"].values())
+    assert proc.returncode == 0 and not any(r in out for r in reports), \
+        _report(out, next((r for r in reports if r in out), reports[0]))
     assert " passed" in proc.stdout and " failed" not in proc.stdout
+
+
+def test_float4_is_only_where_the_alignment_run_looks():
+    """The alignment run covers the kernels of FLOAT4_FILES only: a kernel elsewhere that
+    takes up 16-byte accesses needs its tests added to that run's selection."""
+    from cudaconvnet.backends.cuda.loader import CUDA_SRC
+    users = {str(p.relative_to(CUDA_SRC)) for p in CUDA_SRC.rglob("*.cu*") if "float4" in p.read_text()}
+    assert users <= FLOAT4_FILES, "float4 in %s: add its emulated tests to SANITIZERS['alignment']" % (
+        sorted(users - FLOAT4_FILES))

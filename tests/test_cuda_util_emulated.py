@@ -627,3 +627,68 @@ def test_block_order(tmp_path, monkeypatch, order, last):
     out = np.zeros(7, np.int32)
     emu._launch(("order.cu", "kLastBlockWins", ()), (3, 2), (32, 1, 1), struct.pack("P", out.ctypes.data))
     assert out[0] == last and (out[1:] == 1).all()
+
+
+ASYNC_CU = """
+#include "cudaconv2/implicit_gemm.cu"
+// thread t copies a[t] and a[64 + t] into two shared arrays asynchronously, in two groups,
+// and records what its slots hold before waiting, after waiting for the first group, and
+// after waiting for both
+__global__ void kAsyncTiming(const float* a, float* out) {
+    __shared__ __align__(16) float s[2][64];
+    s[0][threadIdx.x] = s[1][threadIdx.x] = -1.0f;
+    asyncCopy4(&s[0][threadIdx.x], &a[threadIdx.x]);
+    asyncCommit();
+    asyncCopy4(&s[1][threadIdx.x], &a[64 + threadIdx.x]);
+    asyncCommit();
+    for (int step = 0; step < 3; step++) {
+        if (step == 1) { asyncWait<1>(); }
+        if (step == 2) { asyncWait<0>(); }
+        out[(step * 2) * 64 + threadIdx.x] = s[0][threadIdx.x];
+        out[(step * 2 + 1) * 64 + threadIdx.x] = s[1][threadIdx.x];
+    }
+}
+// a copy that is never waited for
+__global__ void kAsyncNeverWaited(const float* a, float* out) {
+    __shared__ float s[64];
+    asyncCopy4(&s[threadIdx.x], &a[threadIdx.x]);
+    asyncCommit();
+}
+// 16-byte copies to shared addresses 4 bytes past 16-byte boundaries
+__global__ void kAsyncMisaligned(const float* a, float* out) {
+    __shared__ __align__(16) float s[4 * 64 + 4];
+    asyncCopy16(&s[4 * threadIdx.x + 1], &a[4 * threadIdx.x]);
+    asyncCommit();
+    asyncWait<0>();
+}
+"""
+
+
+@pytest.mark.parametrize("mode", ["at-wait", "at-issue"])
+def test_async_copies_land_at_their_wait_or_at_once(tmp_path, monkeypatch, mode):
+    """implicit_gemm.cu's asynchronous copies (cp.async on the GPU) land in shared memory,
+    by CUDACONVNET_EMULATE_ASYNC_COPIES, when the wait that retires their group returns (a
+    kernel that reads a buffer before waiting for it reads what was there before, as it may
+    on a GPU) or at once; and a copy never waited for, or not aligned to its size, fails the
+    launch."""
+    import cuda_emulation
+    monkeypatch.setattr(cuda_emulation, "ASYNC_COPIES", mode)
+    emu = one_file_emulator(tmp_path, "async.cu", ASYNC_CU)
+    (tmp_path / "src" / "cudaconv2").symlink_to(nvmatrix.loader.CUDA_SRC / "cudaconv2")
+    a = np.arange(4 * 64, dtype=np.float32)
+    out = np.zeros((6, 64), np.float32)
+
+    def launch(kernel):
+        emu._launch(("async.cu", kernel, ()), (1, 1), (64, 1, 1), struct.pack("PP", a.ctypes.data, out.ctypes.data))
+    launch("kAsyncTiming")
+    first, second, unset = a[:64], a[64:128], np.full(64, -1, np.float32)
+    landed = [(first, second)] * 3 if mode == "at-issue" else [(unset, unset), (first, unset), (first, second)]
+    np.testing.assert_array_equal(out, np.concatenate([x for pair in landed for x in pair]).reshape(6, 64))
+    with pytest.raises(AssertionError, match=r"kAsyncNeverWaited.*: a thread's block ended with cp.async copies it "
+                                             r"never waited for"):
+        launch("kAsyncNeverWaited")
+    with pytest.raises(AssertionError, match=r"kAsyncMisaligned.*: a cp.async whose shared or global address is "
+                                             r"not aligned to its size"):
+        launch("kAsyncMisaligned")
+    launch("kAsyncTiming")
+    assert out[5, 0] == a[64]

@@ -62,8 +62,8 @@ struct Lie {
 /*
  * Asynchronous copies of 4 or 16 bytes from global to shared memory (sm_80 on), a group
  * boundary after the copies issued so far, and waiting until at most n groups are pending.
- * Before sm_80, and in the tests' CPU emulation, plain copies: the pipeline around them is
- * the same, so the emulation checks its buffers and barriers.
+ * Before sm_80, plain copies. The tests' CPU emulation (tests/cuda_emulation.py) supplies
+ * its own, which land as late or as early as a GPU's may, so that it checks the waits too.
  */
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
 __device__ __forceinline__ void asyncCopy4(float* s, const float* g) {
@@ -75,6 +75,12 @@ __device__ __forceinline__ void asyncCopy16(float* s, const float* g) {
 __device__ __forceinline__ void asyncCommit() { asm volatile("cp.async.commit_group;\n" ::); }
 template <int n>
 __device__ __forceinline__ void asyncWait() { asm volatile("cp.async.wait_group %0;\n" ::"n"(n)); }
+#elif defined(EMU_ASYNC_COPIES)
+__device__ __forceinline__ void asyncCopy4(float* s, const float* g) { emu_async_copy(s, g, 4); }
+__device__ __forceinline__ void asyncCopy16(float* s, const float* g) { emu_async_copy(s, g, 16); }
+__device__ __forceinline__ void asyncCommit() { emu_async_commit(); }
+template <int n>
+__device__ __forceinline__ void asyncWait() { emu_async_wait(n); }
 #else
 __device__ __forceinline__ void asyncCopy4(float* s, const float* g) { *s = *g; }
 __device__ __forceinline__ void asyncCopy16(float* s, const float* g) {
