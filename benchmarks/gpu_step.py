@@ -21,10 +21,10 @@ What is timed (CUDA events around each call, after --warmup untimed calls, media
 --iters):
   step     ours: ConvNet.train_batch on one minibatch already on the GPU (fprop, bprop,
            weight update, the cost read back to the host, as the training loop runs it);
-           PyTorch: forward, loss, backward and an SGD step (momentum 0.9, weight decay)
-           of the same layer graph built from the same parsed config (see TorchNet: the
-           2012 layers mapped to their nearest PyTorch ops; dropout there is the inverted
-           kind, which costs the same);
+           PyTorch: forward, loss, backward and an SGD step with the config's learning
+           rates, momenta and weight decays, of benchmarks/torch_peer.py's net: built from
+           the same parsed config, layer for layer, with the same weights (the net that
+           cpu_step.py --check finds computing the NumPy engine's step);
   per conv layer and input (both towers listed, conv3's two inputs apart):
     fprop          ours: convFilterActs        peer: F.conv2d
     bprop-img      ours: convImgActs           peer: aten.convolution_backward (input grad)
@@ -50,6 +50,7 @@ import sys
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from torch_peer import Unsupported, build_torch, torch_inputs, torch_step  # noqa: E402  (beside this script)
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DEFAULT_LAYERS = os.path.join(ROOT, "layers_cfg", "layers-alexnet.cfg")
@@ -277,133 +278,20 @@ def _torch_timed(fn, warmup, iters, grad=False):
                            lambda a, b: a.elapsed_time(b))
 
 
-def build_torch_net(layers):
-    """The parsed layer graph as a PyTorch module (NCHW, the same weights): the 2012 layer
-    types the AlexNet config uses, each mapped to its nearest PyTorch op."""
-    import torch
-    import torch.nn as nn
-    import torch.nn.functional as F
-
-    from cudaconvnet.engine.net import topological_order
-
-    dicts = layer_dicts(layers)
-    names = [d["name"] for d in dicts]
-
-    def input_names(d):
-        return [names[i] if isinstance(i, int) else i for i in d.get("inputs", []) or []]
-
-    order = topological_order(dicts, input_names)
-
-    class TorchNet(nn.Module):
-        def __init__(self):
-            super().__init__()
-            self.params = nn.ParameterDict()
-            self.shapes = {}
-            for d in order:
-                t = d["type"]
-                if t == "conv":
-                    for i in range(len(d["inputs"])):
-                        W = np.asarray(d["weights"][i]).T.reshape(d["filters"], d["filterChannels"][i],
-                                                                  d["filterSize"][i], d["filterSize"][i])
-                        self.params["%s_w%d" % (d["name"], i)] = nn.Parameter(torch.tensor(np.ascontiguousarray(W)))
-                    self.params["%s_b" % d["name"]] = nn.Parameter(torch.tensor(np.asarray(d["biases"]).ravel()))
-                elif t == "fc":
-                    for i in range(len(d["inputs"])):
-                        self.params["%s_w%d" % (d["name"], i)] = nn.Parameter(torch.tensor(np.asarray(d["weights"][i])))
-                    self.params["%s_b" % d["name"]] = nn.Parameter(torch.tensor(np.asarray(d["biases"]).ravel()))
-
-        def forward(self, images, labels):
-            acts = {}
-            loss = None
-            for d in order:
-                t, name = d["type"], d["name"]
-                ins = [acts.get(k) for k in input_names(d)]
-                if t == "data":
-                    acts[name] = images if d["dataIdx"] == 0 else labels
-                elif t == "conv":
-                    out = 0
-                    for i, x in enumerate(ins):
-                        s = dict(imgSize=d["imgSize"][i], filterSize=d["filterSize"][i], stride=d["stride"][i],
-                                 padding=-d["padding"][i], modulesX=d["modulesX"])
-                        if x.dim() == 2:
-                            c = d["channels"][i]
-                            x = x.reshape(x.shape[0], c, s["imgSize"], s["imgSize"])
-                        extra = _torch_pad(s)
-                        if extra:
-                            x = F.pad(x, (0, extra, 0, extra))
-                        out = out + F.conv2d(x, self.params["%s_w%d" % (name, i)], None, s["stride"], s["padding"],
-                                             1, d["groups"][i])
-                    b = self.params["%s_b" % name]
-                    acts[name] = out + (b.view(1, -1, 1, 1) if d["sharedBiases"] else b.view(1, *out.shape[1:]))
-                elif t == "neuron":
-                    kind, p = d["neuron"]["type"], d["neuron"].get("params", {})
-                    x = ins[0]
-                    if kind == "relu":
-                        acts[name] = F.relu(x)
-                    elif kind == "logistic":
-                        acts[name] = torch.sigmoid(x)
-                    elif kind == "tanh":
-                        acts[name] = p["a"] * torch.tanh(p["b"] * x)
-                    elif kind == "ident":
-                        acts[name] = x
-                    else:
-                        raise NotImplementedError("neuron %s in the PyTorch peer" % kind)
-                elif t == "pool":
-                    x = ins[0]
-                    if d["start"] != 0:
-                        raise NotImplementedError("pool start != 0 in the PyTorch peer")
-                    if d["pool"] == "max":
-                        y = F.max_pool2d(x, d["sizeX"], d["stride"], ceil_mode=True)
-                    else:
-                        y = F.avg_pool2d(x, d["sizeX"], d["stride"], ceil_mode=True, count_include_pad=False)
-                    acts[name] = y
-                elif t == "cmrnorm":
-                    acts[name] = F.local_response_norm(ins[0], d["size"], alpha=d["scale"] * d["size"],
-                                                       beta=d["pow"], k=d.get("minDiv", 1.0))
-                elif t in ("rnorm", "cnorm"):
-                    x = ins[0]
-                    size = d["size"]
-                    box = F.avg_pool2d(x * x, size, 1, size // 2, count_include_pad=True) * (size * size)
-                    acts[name] = x * (1 + d["scale"] * box[..., :x.shape[-2], :x.shape[-1]]) ** (-d["pow"])
-                elif t == "fc":
-                    out = 0
-                    for i, x in enumerate(ins):
-                        out = out + x.flatten(1) @ self.params["%s_w%d" % (name, i)]
-                    acts[name] = out + self.params["%s_b" % name]
-                elif t == "hs":
-                    acts[name] = F.dropout(ins[0], 1 - d["keep"], training=bool(d["enable"]))
-                elif t == "softmax":
-                    acts[name] = F.softmax(ins[0], dim=1)
-                elif t == "cost.logreg":
-                    lab, probs = ins
-                    nll = F.nll_loss(torch.log(probs), lab.long().view(-1), reduction="sum")
-                    loss = d["coeff"] * nll if loss is None else loss + d["coeff"] * nll
-                else:
-                    raise NotImplementedError("layer type %s in the PyTorch peer" % t)
-            return loss
-
-    return TorchNet()
-
-
 def time_torch_step(layers, n, warmup, iters, tf32):
+    """The training step of torch_peer.py's net (the one cpu_step.py --check compares with
+    the NumPy engine) on the GPU."""
     import torch
     torch.backends.cudnn.benchmark = True
     torch.backends.cudnn.allow_tf32 = tf32
     torch.backends.cuda.matmul.allow_tf32 = tf32
-    dev = torch.device("cuda")
-    net = build_torch_net(layers).to(dev)
-    opt = torch.optim.SGD(net.parameters(), lr=0.001, momentum=0.9, weight_decay=0.0005)
-    data = [d for d in layer_dicts(layers) if d["type"] == "data"]
-    g = torch.Generator(device="cpu").manual_seed(0)
-    images = (50 * torch.randn(n, data[0]["outputs"], generator=g)).to(dev)
-    labels = torch.randint(0, 1000, (n,), generator=g).float().to(dev)
-
-    def step():
-        opt.zero_grad(set_to_none=True)
-        loss = net(images, labels)
-        loss.backward()
-        opt.step()
-    return median_ms(_torch_timed(step, warmup, iters, grad=True))
+    net, opt = build_torch(layers, device="cuda")
+    rng = np.random.default_rng(0)
+    dims = [d["outputs"] for d in layer_dicts(layers) if d["type"] == "data"]
+    x = (rng.standard_normal((dims[0], n)) * 50).astype(np.float32)
+    y = rng.integers(0, 1000, (1, n)).astype(np.float32)
+    data = torch_inputs(net, x, y, device="cuda")
+    return median_ms(_torch_timed(lambda: torch_step(net, opt, data), warmup, iters, grad=True))
 
 
 # ==========================================================================================
@@ -528,7 +416,7 @@ def main(argv=None):
                            "torch": "%s, cuDNN %s" % (torch.__version__, torch.backends.cudnn.version())}
             try:
                 peers[name]["step_ms"] = time_torch_step(layers, args.mini, args.warmup, args.iters, tf32)
-            except NotImplementedError as e:
+            except Unsupported as e:
                 print("PyTorch step skipped: %s" % e)
                 peers[name]["step_ms"] = float("nan")
     else:
