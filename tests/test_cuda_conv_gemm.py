@@ -14,9 +14,9 @@ paddings 0, 1 and 2) and, for weightActs and other filters, the gemm path it fal
 The implicit cases take 13 or 128 images (16-byte accesses and single ones), 8 to 72
 filters and colours per group (both tile widths), each case once with registers and once
 with asynchronous copies (under the emulation, copies that land when their wait returns:
-see tests/cuda_emulation.py), and for
-weightActs partial sums in one slice, in several, and, with 'tiny', cut into slices of a
-few products each.
+see tests/cuda_emulation.py), strided images whose row stride does and does not divide by
+4, and which start 16-byte aligned or 4 bytes past it, and for weightActs partial sums in
+one slice, in several, and, with 'tiny', cut into slices of a few products each.
 
   test_gpu[...]        on the GPU: the kernels and cuBLAS (marker `cuda`);
   test_emulated[...]   the kernels under the CPU emulation of tests/cuda_emulation.py, the
