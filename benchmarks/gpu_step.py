@@ -93,6 +93,14 @@ def conv_specs(layers):
     return out
 
 
+def minibatch(layers, n):
+    """The minibatch both engines train on: images (pixels, n), random at the scale of
+    mean-subtracted pixels, and labels (1, n) of the 1000 classes."""
+    rng = np.random.default_rng(0)
+    pixels = next(d["outputs"] for d in layer_dicts(layers) if d["type"] == "data" and d["dataIdx"] == 0)
+    return (rng.standard_normal((pixels, n)) * 50).astype(np.float32), rng.integers(0, 1000, (1, n)).astype(np.float32)
+
+
 def flops(spec, n):
     """Direct-convolution multiply-adds x 2 (the same count for all three passes)."""
     return 2.0 * n * spec["modulesX"] ** 2 * spec["filters"] * spec["filterChannels"] * spec["filterSize"] ** 2
@@ -145,10 +153,8 @@ def time_ours(layers, dialect, specs, n, warmup, iters, conv_kernels):
     conv_implicit.set_async_copies(None if not copies else copies != "registers")
     be.set_conv_kernels(name)
     net = ConvNet(copy.deepcopy(layers), n, be, dialect=dialect, seed=0, out=lambda s: None)
-    rng = np.random.default_rng(0)
-    dims = [d["outputs"] for d in layer_dicts(layers) if d["type"] == "data"]
-    data = [be.array((rng.standard_normal((dims[0], n)) * 50).astype(np.float32)),
-            be.array(rng.integers(0, 1000, (1, n)).astype(np.float32))]
+    data = [be.array(a) for a in minibatch(layers, n)]
+    rng = np.random.default_rng(1)     # the gradients the bprop passes are timed on
 
     def timed(fn, warmup, iters):
         return event_times(fn, warmup, iters, drv.Event, lambda a, b: a.time_till(b))
@@ -278,20 +284,20 @@ def _torch_timed(fn, warmup, iters, grad=False):
                            lambda a, b: a.elapsed_time(b))
 
 
+def torch_training_step(layers, n, device):
+    """A function taking one training step of torch_peer.py's net (the one cpu_step.py
+    --check compares with the NumPy engine) on `device`, on our minibatch."""
+    net, opt = build_torch(layers, device=device)
+    data = torch_inputs(net, *minibatch(layers, n), device=device)
+    return lambda: torch_step(net, opt, data)
+
+
 def time_torch_step(layers, n, warmup, iters, tf32):
-    """The training step of torch_peer.py's net (the one cpu_step.py --check compares with
-    the NumPy engine) on the GPU."""
     import torch
     torch.backends.cudnn.benchmark = True
     torch.backends.cudnn.allow_tf32 = tf32
     torch.backends.cuda.matmul.allow_tf32 = tf32
-    net, opt = build_torch(layers, device="cuda")
-    rng = np.random.default_rng(0)
-    dims = [d["outputs"] for d in layer_dicts(layers) if d["type"] == "data"]
-    x = (rng.standard_normal((dims[0], n)) * 50).astype(np.float32)
-    y = rng.integers(0, 1000, (1, n)).astype(np.float32)
-    data = torch_inputs(net, x, y, device="cuda")
-    return median_ms(_torch_timed(lambda: torch_step(net, opt, data), warmup, iters, grad=True))
+    return median_ms(_torch_timed(torch_training_step(layers, n, "cuda"), warmup, iters, grad=True))
 
 
 # ==========================================================================================

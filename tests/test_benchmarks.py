@@ -1,8 +1,9 @@
 """The benchmarks' own code paths that need no GPU (benchmarks/ measures speed; nothing here
 times anything): gpu_step.py's parse of the AlexNet net into the conv passes it times, and
 torch_peer.py's PyTorch net built and stepped on a device other than the CPU (PyTorch's
-"meta" device: shapes without data), as gpu_step.py runs it on the GPU. The second needs
-PyTorch, a dependency of the benchmarks alone, and skips without it."""
+"meta" device: shapes without data), as cpu_step.py builds it and as gpu_step.py runs it on
+the GPU. The second needs PyTorch, a dependency of the benchmarks alone, and skips without
+it."""
 import subprocess
 import sys
 
@@ -37,3 +38,12 @@ def test_torch_peer_keeps_every_tensor_on_its_device(net):
     loss = torch_step(model, opt, torch_inputs(model, x, y, device="meta"))   # a CPU tensor in the way fails here
     assert loss.device.type == "meta" and loss.shape == torch.Size([])
     assert {p.device.type for p in model.parameters()} == {"meta"} and len(opt.param_groups) > 0
+
+
+def test_gpu_step_peer_step_keeps_every_tensor_on_its_device():
+    """gpu_step.py's PyTorch training step, as it times it on the GPU, on the meta device."""
+    torch = pytest.importorskip("torch")
+    import gpu_step
+    layers, _ = gpu_step.parse(gpu_step.DEFAULT_LAYERS, gpu_step.DEFAULT_PARAMS)
+    loss = gpu_step.torch_training_step(layers, 4, "meta")()
+    assert loss.device.type == "meta" and loss.shape == torch.Size([])

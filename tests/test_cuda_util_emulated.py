@@ -29,7 +29,7 @@ from cuda_op_checks import (EXACT, FAST_MATH, NEURONS, NP, R, assert_close, chec
                             check_neurons, check_norm_forward, check_norm_undo, check_nrelu, check_softmax, compare,
                             gaussian, golden_cases, pair, philox_words, probs_with_ties)
 
-from cudaconvnet.backends.cuda import conv_util, layer_kernels, nvmatrix
+from cudaconvnet.backends.cuda import conv_util, layer_kernels, loader, nvmatrix
 
 EMULATE_ALL = os.environ.get("CUDACONVNET_EMULATE_ALL", "") not in ("", "0")
 
@@ -674,7 +674,7 @@ def test_async_copies_land_at_their_wait_or_at_once(tmp_path, monkeypatch, mode)
     import cuda_emulation
     monkeypatch.setattr(cuda_emulation, "ASYNC_COPIES", mode)
     emu = one_file_emulator(tmp_path, "async.cu", ASYNC_CU)
-    (tmp_path / "src" / "cudaconv2").symlink_to(nvmatrix.loader.CUDA_SRC / "cudaconv2")
+    (tmp_path / "src" / "cudaconv2").symlink_to(loader.CUDA_SRC / "cudaconv2")
     a = np.arange(4 * 64, dtype=np.float32)
     out = np.zeros((6, 64), np.float32)
 
