@@ -439,7 +439,7 @@ class Emulator:
         (gx, gy), (bx, by, bz) = tuple(int(g) for g in grid), tuple(int(b) for b in block)
         assert bz == 1 and bx * by <= 1024, "block %s" % (block,)
         assert 1 <= gx and 1 <= gy <= 65535, "grid %s" % (grid,)
-        fn, set_shared, shared, _ = self.fns[inst]
+        fn, set_shared, shared, lib = self.fns[inst]
         set_shared((ctypes.c_void_p * max(1, len(shared)))(*[p for p, _ in shared]),
                    (ctypes.c_size_t * max(1, len(shared)))(*[n for _, n in shared]), len(shared))
         self.launches.append(inst)
@@ -450,7 +450,7 @@ class Emulator:
                                  "block or warp never reached (a missing or divergent __syncthreads/__syncwarp)"
                                  % (where, BARRIER_TIMEOUT))
         if rc == 2:
-            raise AssertionError("%s: %s" % (where, self.fns[inst][3].emu_fault_message().decode()))
+            raise AssertionError("%s: %s" % (where, lib.emu_fault_message().decode()))
 
     def run(self, launch, args):
         """Stands in for filter_acts.run (the conv host modules): the same launch and the
@@ -468,12 +468,6 @@ class Emulator:
 
     def put(self, a):
         return FakeGPUArray(np.array(a, copy=True, order="C"))
-
-    def put_strided(self, a, extra, offset=0):
-        """`a` as columns [offset, offset + n) of a matrix `extra` columns wider."""
-        big = np.zeros((a.shape[0], a.shape[1] + extra), a.dtype)
-        big[:, offset:offset + a.shape[1]] = a
-        return FakeGPUArray(big)[:, offset:offset + a.shape[1]]
 
     def get(self, d):
         return d.a.copy()

@@ -267,6 +267,16 @@ def _device_module(name):
     return csa if name.endswith("Sparse") else cfa if "FilterActs" in name else cia if "ImgActs" in name else cwa
 
 
+def put_strided(dev, a, extra, offset=0):
+    """`a` on `dev` as columns [offset, offset + n) of a matrix `extra` columns wider (strided
+    images: rows 3 floats longer, or the case's "pad", starting at its "offset")."""
+    big = np.zeros((a.shape[0], a.shape[1] + extra), a.dtype)
+    big[:, offset:offset + a.shape[1]] = a
+    view = dev.put(big)[:, offset:offset + a.shape[1]]
+    assert view.strides[0] == 4 * big.shape[1]
+    return view
+
+
 def check_case(dev, case):
     rng = np.random.default_rng(int(hashlib.sha256(case_id(case).encode()).hexdigest()[:8], 16))
     name, ins, colours, extra, tshape, K = _operands(case, rng)
@@ -279,8 +289,7 @@ def check_case(dev, case):
     absref = np.abs(init)
     ref_fn(*[np.abs(a) for _, a in ins], absref, *colours, *extra, abs(st), abs(so))
     # the device: targets start as NaN when they must not be read
-    # strided images: rows 3 floats longer than the images (or "pad"), which start at "offset"
-    dev_ins = [dev.put_strided(a, case.get("pad", 3), case.get("offset", 0)) if (case["strided"] and n == "images")
+    dev_ins = [put_strided(dev, a, case.get("pad", 3), case.get("offset", 0)) if (case["strided"] and n == "images")
                else dev.put(a) for n, a in ins]
     target = dev.put(init if st != 0 else np.full(tshape, np.nan, np.float32))
     dev_col = tuple(dev.put(c) for c in colours)
@@ -357,13 +366,6 @@ class GPU:
 
     def put(self, a):
         return self.gpuarray.to_gpu(np.ascontiguousarray(a))
-
-    def put_strided(self, a, extra, offset=0):
-        big = np.zeros((a.shape[0], a.shape[1] + extra), a.dtype)
-        big[:, offset:offset + a.shape[1]] = a
-        view = self.put(big)[:, offset:offset + a.shape[1]]
-        assert view.strides[0] == 4 * big.shape[1]
-        return view
 
     def get(self, d):
         return d.get()
