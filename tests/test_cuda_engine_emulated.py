@@ -22,7 +22,7 @@ import pytest
 from cuda_emulation import emulate_backend, make_emulator
 from test_cuda_conv_gemm import KERNELS_2012
 from cuda_op_checks import assert_close
-from test_cuda_ops import ENGINE, _cfg, _parse, _weights
+from test_cuda_ops import ENGINE, _cfg, _parse, _weights, check_18pct_steps, reference_18pct
 
 from cudaconvnet.backends import get_backend
 from cudaconvnet.engine.layers import ConvLayer
@@ -93,3 +93,20 @@ def test_two_step_weight_gradient_only_where_the_2012_kernels_run():
     assert not two_step(cuda["gemm"], 4, False) and not two_step(cuda["implicit"], 4, False)
     assert two_step(cuda["implicit"], 4, True)
     assert not any(two_step(b, 0, s) for b in list(cuda.values()) + [get_backend("numpy")] for s in (False, True))
+
+
+@pytest.mark.slow
+def test_18pct_bound_takes_float32_noise_and_catches_a_wrong_update():
+    """The bound of test_cuda_ops.py's ten-step test on the GPU (check_18pct_steps), tried
+    with the NumPy engine in the GPU's place: an engine whose rounding moves the input ten
+    times more than an ulp passes; one whose conv2 learning rate is 2% off (a wrong update
+    2e-4 of conv2's weights) fails."""
+    layers, data, costs, updates, floor = reference_18pct()
+    rng = np.random.default_rng(5)
+    noisy = (data[0] * (1 + 1e-6 * rng.standard_normal(data[0].shape))).astype(np.float32)
+    check_18pct_steps(get_backend("numpy"), (layers, [noisy, data[1]], costs, updates, floor))
+    wrong = copy.deepcopy(layers)
+    conv2, = [lay for lay in wrong if lay["name"] == "conv2"]
+    conv2["epsW"] = [e * 1.02 for e in conv2["epsW"]]
+    with pytest.raises(AssertionError, match="conv2.w0 update"):
+        check_18pct_steps(get_backend("numpy"), (wrong, data, costs, updates, floor))
