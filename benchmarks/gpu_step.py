@@ -17,8 +17,10 @@ sm_80's asynchronous copies on GPUs that have them, and "implicit-registers", th
 without them), each with its own column. The peer runs first; a choice of ours that fails
 is reported in one line and left out of the table.
 
-What is timed (CUDA events around each call, after --warmup untimed calls, median of
---iters):
+What is timed, after --warmup untimed calls: the step, CUDA events around each of --iters
+calls, their median; each conv pass, two CUDA events around --iters calls issued back to
+back, their mean (the GPU's time per call: the host issues the next call while the GPU
+runs this one, as in a step, and as the C++ harness of SPEED.md timed the originals):
   step     ours: ConvNet.train_batch on one minibatch already on the GPU (fprop, bprop,
            weight update, the cost read back to the host, as the training loop runs it);
            PyTorch: forward, loss, backward and an SGD step with the config's learning
@@ -32,6 +34,9 @@ What is timed (CUDA events around each call, after --warmup untimed calls, media
                    the layer's partialSum (without the addSum over partial sums that
                    follows it); with the others, partialSum 0 (one sum)
                                                peer: aten.convolution_backward (weight grad)
+  ours 2012, also on the shapes ../shared/golden/kernels/SPEED.md timed the original 2012
+  kernels on (conv1 whole, conv3 whole and per tower: shapes no input of the paper net
+  has), beside the originals' times: the issue's bound is 1.1x.
   The 2012 geometry lets the last module overhang the image (conv1: 1 + ceil((224-11)/4) =
   55); for cuDNN the input is zero-padded right/bottom to give the same output size (the
   padding copy is not timed).
@@ -136,6 +141,22 @@ def median_ms(times):
     return statistics.median(times)
 
 
+def stream_ms(fn, warmup, iters, new_event, elapsed_ms):
+    """Milliseconds per call of fn() over `iters` calls issued back to back between two
+    CUDA events, after `warmup` untimed calls: the GPU's time per call, with the host's
+    time to issue each call hidden behind the calls before it, as in a training step
+    (and as a C++ harness of the original kernels measures them)."""
+    for _ in range(warmup):
+        fn()
+    a, b = new_event(), new_event()
+    a.record()
+    for _ in range(iters):
+        fn()
+    b.record()
+    b.synchronize()
+    return elapsed_ms(a, b) / iters
+
+
 # ==========================================================================================
 # ours
 # ==========================================================================================
@@ -158,6 +179,9 @@ def time_ours(layers, dialect, specs, n, warmup, iters, conv_kernels):
 
     def timed(fn, warmup, iters):
         return event_times(fn, warmup, iters, drv.Event, lambda a, b: a.time_till(b))
+
+    def streamed(fn):
+        return stream_ms(fn, warmup, iters, drv.Event, lambda a, b: a.time_till(b))
 
     results = {"device": be.device_name()}
     results["step_ms"] = median_ms(timed(lambda: net.train_batch(data), warmup, iters))
@@ -187,9 +211,32 @@ def time_ours(layers, dialect, specs, n, warmup, iters, conv_kernels):
             "bprop-weights": lambda: bw(x, v, wtmp, img, m, m, L.filterSize[i], *geo, ps, 0.0, 1.0),
         }
         for p, fn in passes.items():
-            per[(s["name"], p)] = median_ms(timed(fn, warmup, iters))
+            per[(s["name"], p)] = streamed(fn)
     results["conv"] = per
+    if conv_kernels == "2012":
+        results["original_shapes"] = time_original_shapes(be, n, streamed)
     return results
+
+
+def time_original_shapes(be, n, streamed):
+    """Our ported 2012 kernels on the shapes SPEED.md timed the original ones on (one
+    launch each, groups 1, scaleTargets 0, its partialSums): {(label, pass): ms}."""
+    rng = np.random.default_rng(2)
+
+    def rand(*shape):
+        return be.array(rng.standard_normal(shape).astype(np.float32))
+    out = {}
+    for label, C, F, k, stride, pad, img, ps, _, _ in ORIGINAL_2012:
+        m = 1 + -(-(img + 2 * pad - k) // stride)
+        images, filters, hid = rand(C * img * img, n), rand(C * k * k, F), rand(F * m * m, n)
+        acts, img_grad, w_grad = be.empty(F * m * m, n), be.empty(C * img * img, n), be.empty(m * m // ps * C * k * k, F)
+        geo = (-pad, stride, C, 1)
+        passes = {"fprop": lambda: be.convFilterActs(images, filters, acts, img, m, m, *geo, 0.0, 1.0),
+                  "bprop-img": lambda: be.convImgActs(hid, filters, img_grad, img, img, m, *geo, 0.0, 1.0),
+                  "bprop-weights": lambda: be.convWeightActs(images, hid, w_grad, img, m, m, k, *geo, ps, 0.0, 1.0)}
+        for p, fn in passes.items():
+            out[(label, p)] = streamed(fn)
+    return out
 
 
 def profile_step(net, data, Event):
@@ -272,16 +319,23 @@ def time_torch_convs(specs, n, warmup, iters, tf32):
                   "bprop-img": lambda: bwd([True, False, False]),
                   "bprop-weights": lambda: bwd([False, True, False])}
         for p, fn in passes.items():
-            per[(s["name"], p)] = median_ms(_torch_timed(fn, warmup, iters))
+            with torch.no_grad():
+                per[(s["name"], p)] = stream_ms(fn, warmup, iters, _torch_event, _torch_elapsed)
     return per
 
 
-def _torch_timed(fn, warmup, iters, grad=False):
-    """CUDA-event milliseconds of fn(), after `warmup` untimed calls (autograd off unless grad)."""
+def _torch_event():
     import torch
-    with contextlib.nullcontext() if grad else torch.no_grad():
-        return event_times(fn, warmup, iters, lambda: torch.cuda.Event(enable_timing=True),
-                           lambda a, b: a.elapsed_time(b))
+    return torch.cuda.Event(enable_timing=True)
+
+
+def _torch_elapsed(a, b):
+    return a.elapsed_time(b)
+
+
+def _torch_timed(fn, warmup, iters):
+    """CUDA-event milliseconds of each call of fn() (with autograd), after `warmup` untimed calls."""
+    return event_times(fn, warmup, iters, _torch_event, _torch_elapsed)
 
 
 def torch_training_step(layers, n, device):
@@ -297,38 +351,50 @@ def time_torch_step(layers, n, warmup, iters, tf32):
     torch.backends.cudnn.benchmark = True
     torch.backends.cudnn.allow_tf32 = tf32
     torch.backends.cuda.matmul.allow_tf32 = tf32
-    return median_ms(_torch_timed(torch_training_step(layers, n, "cuda"), warmup, iters, grad=True))
+    return median_ms(_torch_timed(torch_training_step(layers, n, "cuda"), warmup, iters))
 
 
 # ==========================================================================================
 # report
 # ==========================================================================================
 # The original 2012 kernels on one H100 (../shared/golden/kernels/SPEED.md: commit 6627f67's
-# convFilterActs / convImgActs / convWeightActs, minibatch 128, the 2012 ImageNet
-# partialSums; medians, ms): conv1 whole (3 -> 96), the others one tower (conv3: 256 -> 192).
-ORIGINAL_2012_MS = {
-    "conv1": (0.973, 1.183, 1.480), "conv2": (1.258, 1.278, 1.200), "conv3": (1.044, 0.828, 0.899),
-    "conv4": (0.783, 0.642, 0.694), "conv5": (0.600, 0.432, 0.477)}
-# the same work in layers_cfg/layers-alexnet.cfg's passes: conv1 is both towers, conv3's
-# tower is its two inputs
-ORIGINAL_2012_AS_OURS = {"conv1": ("conv1a", "conv1b"), "conv2": ("conv2a",), "conv3": ("conv3a[0]", "conv3a[1]"),
-                         "conv4": ("conv4a",), "conv5": ("conv5a",)}
+# convFilterActs / convImgActs / convWeightActs, minibatch 128, groups 1, scaleTargets 0,
+# the 2012 ImageNet partialSums; medians, ms), each shape with how often a training step of
+# the paper net runs each pass on it (conv1's input needs no gradient; conv3 is timed
+# whole, and also per tower, which no step runs): SPEED.md's sum, 22.56 ms.
+#   (label, colours, filters, filterSize, stride, padding, imgSize, partialSum,
+#    (fprop, bprop-img, bprop-weights) ms, (the same passes) per step)
+ORIGINAL_2012 = [
+    ("conv1 (3->96)", 3, 96, 11, 4, 0, 224, 5, (0.973, 1.183, 1.480), (1, 0, 1)),
+    ("conv2 tower (48->128)", 48, 128, 5, 1, 2, 27, 3, (1.258, 1.278, 1.200), (2, 2, 2)),
+    ("conv3 full (256->384)", 256, 384, 3, 1, 1, 13, 13, (1.979, 1.639, 1.758), (1, 1, 1)),
+    ("conv3 tower (256->192)", 256, 192, 3, 1, 1, 13, 13, (1.044, 0.828, 0.899), (0, 0, 0)),
+    ("conv4 tower (192->192)", 192, 192, 3, 1, 1, 13, 13, (0.783, 0.642, 0.694), (2, 2, 2)),
+    ("conv5 tower (192->128)", 192, 128, 3, 1, 1, 13, 13, (0.600, 0.432, 0.477), (2, 2, 2)),
+]
 PASSES = ("fprop", "bprop-img", "bprop-weights")
 
 
-def report_against_2012(conv):
-    """Our ported 2012 kernels (`conv`: {(pass name, pass): ms}) against the originals'
-    times: the issue's bound is 1.1x. Only for the default config's layer names."""
-    names = {name for name, _ in conv}
-    if not all(set(v) <= names for v in ORIGINAL_2012_AS_OURS.values()):
-        return
-    print("\nours 2012 against the original 2012 kernels (SPEED.md, H100; ms):")
-    print("%-8s %-14s %9s %9s %8s" % ("layer", "pass", "ours", "original", "ratio"))
-    for layer, parts in ORIGINAL_2012_AS_OURS.items():
-        for i, p in enumerate(PASSES):
-            t = sum(conv[(name, p)] for name in parts)
-            orig = ORIGINAL_2012_MS[layer][i]
-            print("%-8s %-14s %9.3f %9.3f %7.2fx" % (layer, p, t, orig, t / orig))
+def against_2012(timed):
+    """Rows (label, pass, ours ms, original ms) of our 2012 kernels on SPEED.md's shapes
+    (`timed`: time_original_shapes' result), then the paper net's step, SPEED.md's sum."""
+    rows, ours_sum, orig_sum = [], 0.0, 0.0
+    for label, *_, orig, per_step in ORIGINAL_2012:
+        for p, o, times in zip(PASSES, orig, per_step):
+            t = timed[(label, p)]
+            rows.append((label, p, t, o))
+            ours_sum, orig_sum = ours_sum + times * t, orig_sum + times * o
+    rows.append(("the five conv layers in a step", "", ours_sum, orig_sum))
+    return rows
+
+
+def report_against_2012(timed):
+    """Our ported 2012 kernels against the originals' times, shape for shape: the issue's
+    bound is 1.1x."""
+    print("\nours 2012 against the original 2012 kernels, on the shapes of SPEED.md (H100; ms):")
+    print("%-31s %-14s %9s %9s %8s" % ("layer", "pass", "ours", "original", "ratio"))
+    for label, p, t, o in against_2012(timed):
+        print("%-31s %-14s %9.3f %9.3f %7.2fx" % (label, p, t, o, t / o))
 
 
 def table(specs, ours, peers):
@@ -365,8 +431,8 @@ def report(specs, n, ours, peers):
             line += "".join(" %11.2fx" % (t / values[len(ours)]) for t in values[:len(ratios)])
         print(line)
     print("(* not part of a training step: the data layer needs no gradient)")
-    if "2012" in ours and n == 128:
-        report_against_2012(ours["2012"]["conv"])
+    if "original_shapes" in ours.get("2012", {}) and n == 128:
+        report_against_2012(ours["2012"]["original_shapes"])
     for name, r in ours.items():
         where = r.get("where", {})
         total = sum(where.values()) or 1.0
@@ -375,18 +441,26 @@ def report(specs, n, ours, peers):
             print("  %-14s %-7s %8.3f ms %5.1f%%" % (kind, phase, ms, 100.0 * ms / total))
 
 
-def markdown(specs, n, ours, peers):
+def markdown(specs, n, ours, peers, iters):
     """The table of `report` in Markdown, for docs/performance.md."""
     device = next(iter(ours.values())).get("device", "?")
     names, rows = table(specs, ours, peers)
-    out = ["Measured by `benchmarks/gpu_step.py` on %s, minibatch %d, fp32; medians of CUDA-event times in "
-           "milliseconds (cuDNN: PyTorch %s)." % (device, n, peers.get("fp32", {}).get("torch", "?")), "",
+    out = ["Measured by `benchmarks/gpu_step.py` on %s, minibatch %d, fp32, in milliseconds: each conv pass "
+           "the mean of %d calls issued back to back, the training step the median of as many (cuDNN: "
+           "PyTorch %s)." % (device, n, iters, peers.get("fp32", {}).get("torch", "?")), "",
            "| layer | pass | " + " | ".join(names) + " |", "|" + "---|" * (2 + len(names))]
     for name, p, values, in_step in rows:
         cells = ["%.3f" % t for t in values]
         if not p:
             name, cells = "**%s**" % name, ["**%s**" % c for c in cells]
         out.append("| %s | %s | %s |" % (name, p + ("" if in_step else " (not in a step)"), " | ".join(cells)))
+    if "original_shapes" in ours.get("2012", {}) and n == 128:
+        out += ["", "Ours 2012 against the original 2012 kernels (../shared/golden/kernels/SPEED.md, H100), on "
+                "the same shapes:", "", "| layer | pass | ours 2012 | original | ratio |", "|---|---|---|---|---|"]
+        for label, p, t, o in against_2012(ours["2012"]["original_shapes"]):
+            bold = (lambda c: c) if p else (lambda c: "**%s**" % c)
+            out.append("| %s | %s | %s | %s | %s |" % (bold(label), p, bold("%.3f" % t), bold("%.3f" % o),
+                                                       bold("%.2fx" % (t / o))))
     return "\n".join(out) + "\n"
 
 
@@ -439,13 +513,15 @@ def main(argv=None):
     report(specs, args.mini, ours, peers)
     if args.markdown:
         with open(args.markdown, "w") as f:
-            f.write(markdown(specs, args.mini, ours, peers))
+            f.write(markdown(specs, args.mini, ours, peers, args.iters))
     if args.json:
         def keyed(d):
             return {"%s %s" % k: v for k, v in d.items()}
         out = {"device": next(iter(ours.values()))["device"], "minibatch": args.mini}
         for k, v in ours.items():
             out["ours_" + k] = {"step_ms": v["step_ms"], "conv": keyed(v["conv"]), "where": keyed(v["where"])}
+            if "original_shapes" in v:
+                out["ours_" + k]["original_shapes"] = keyed(v["original_shapes"])
         for k, v in peers.items():
             out["cudnn_" + k] = {"step_ms": v["step_ms"], "conv": keyed(v["conv"])}
         with open(args.json, "w") as f:

@@ -135,23 +135,28 @@ def kbool(b):
     return np.uint8(1 if b else 0)
 
 
-_cache_config_done = set()
+_prepared = {}
 
 
 def run(launch, args):
     """Launch `launch` with `args` (device addresses and numpy scalars, in the kernel's
-    parameter order). Compiles on first use (loader.kernel)."""
-    from . import loader
-    func = loader.kernel(launch.file, launch.name, launch.args)
-    if launch.instantiation not in _cache_config_done:
+    parameter order). Compiles on first use (loader.kernel).
+
+    The kernel is prepared once with the arguments' struct format, as nvmatrix.launch does,
+    so that a launch packs its arguments in one call instead of typing each one again."""
+    func = _prepared.get(launch.instantiation)
+    if func is None:
+        from . import loader
+        func = loader.kernel(launch.file, launch.name, launch.args)
         # 2012 asked for the larger shared memory split on every launch
         import pycuda.driver as drv
         try:
             func.set_cache_config(drv.func_cache.PREFER_SHARED)
         except (AttributeError, drv.Error):
             pass
-        _cache_config_done.add(launch.instantiation)
-    func(*args, block=launch.block, grid=launch.grid)
+        func.prepare("".join(a.dtype.char for a in args))
+        _prepared[launch.instantiation] = func
+    func.prepared_call(tuple(int(g) for g in launch.grid), tuple(int(b) for b in launch.block), *args)
 
 
 # ----------------------------------------------------------------------------------------
