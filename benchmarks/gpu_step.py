@@ -13,8 +13,9 @@ measured in the same process on the same GPU, once with TF32 off (true fp32) and
 Ours runs once per choice of conv kernels (--conv-kernels: the ported 2012 kernels; "gemm",
 im2col + cuBLAS; "winograd", gemm with Winograd's F(2x2, 3x3) for the 3x3 layers' fprop and
 input gradient; "implicit", register-tiled products read straight from the images, with
-sm_80's asynchronous copies on GPUs that have them, and "implicit-registers", the same
-without them), each with its own column. The peer runs first; a choice of ours that fails
+sm_80's asynchronous copies for fprop and bprop-img on GPUs that have them;
+"implicit-registers", the same without them; "fastest", each pass by whichever of those
+measured fastest for it), each with its own column. The peer runs first; a choice of ours that fails
 is reported in one line and left out of the table.
 
 What is timed, after --warmup untimed calls: the step, CUDA events around each of --iters
@@ -471,7 +472,7 @@ def main(argv=None):
     ap.add_argument("--mini", type=int, default=128)
     ap.add_argument("--warmup", type=int, default=3)
     ap.add_argument("--iters", type=int, default=20)
-    ap.add_argument("--conv-kernels", default="2012,gemm,winograd,implicit,implicit-registers",
+    ap.add_argument("--conv-kernels", default="2012,gemm,winograd,implicit,implicit-registers,fastest",
                     help="ours, once per choice (comma-separated)")
     ap.add_argument("--no-torch", action="store_true", help="skip the PyTorch peer")
     ap.add_argument("--json", default="", help="also write the numbers here")

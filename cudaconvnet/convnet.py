@@ -339,7 +339,7 @@ class ConvNet(IGPUModel):
         op.add_option("conv-kernels", "conv_kernels", StringOptionParser,
                       # one short line: the options printout pads every line to the longest description;
                       # docs/fidelity.md section 4 says what each choice is
-                      "CUDA engine's conv kernels: 2012, gemm, winograd or implicit",
+                      "CUDA engine's conv kernels: 2012, gemm, winograd, implicit or fastest",
                       default="2012")
         op.add_option("dialect", "dialect", StringOptionParser,
                       "Config dialect: cuda-convnet, alexnet or auto", default="auto", set_once=True)

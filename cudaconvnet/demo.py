@@ -53,7 +53,7 @@ def run_demo(argv):
     ap.add_argument("--epochs", type=int, default=40)
     ap.add_argument("--backend", default="numpy", help="numpy (default: the demo runs on the CPU), cuda or auto")
     ap.add_argument("--conv-kernels", default="2012",
-                    help="the CUDA engine's conv kernels: 2012, gemm, winograd or implicit")
+                    help="the CUDA engine's conv kernels: 2012, gemm, winograd, implicit or fastest")
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args(argv)
     if args.epochs < 1:

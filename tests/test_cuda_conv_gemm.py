@@ -92,7 +92,24 @@ def _cases():
     return out
 
 
+def _fastest_cases():
+    """"fastest" on a 3x3 stride-1 geometry (winograd's) and a stride-2 one, each pass."""
+    out = []
+    for op in ("filterActs", "imgActs", "weightActs"):
+        base = next(c for c in CASES if c["variant"] == "gemm" and c["op"] == op and c["chunking"] == "whole" and
+                    c["N"] == 128 and c["G"] == 1)
+        for geo in (WINOGRAD_GEOMETRIES[0], 2):
+            c = dict(base, variant="fastest", geo=geo, geometry=GEOMETRIES[geo])
+            if op == "weightActs":
+                c["partialSum"] = 0
+            elif geo in WINOGRAD_GEOMETRIES:
+                c["tol_factor"] = WINOGRAD_TOL_FACTOR
+            out.append(c)
+    return out
+
+
 CASES = _cases()
+CASES += _fastest_cases()
 
 
 def case_id(c):
@@ -225,12 +242,12 @@ def test_module_chunks(monkeypatch):
 def test_set_conv_kernels():
     before = conv_gemm.conv_kernels()
     try:
-        for name in ("gemm", "winograd", "implicit"):
+        for name in ("gemm", "winograd", "implicit", "fastest"):
             conv_gemm.set_conv_kernels(name)
             assert conv_gemm.active() and conv_gemm.conv_kernels() == name
         conv_gemm.set_conv_kernels("2012")
         assert not conv_gemm.active()
-        with pytest.raises(ValueError, match="2012, gemm, winograd, implicit"):
+        with pytest.raises(ValueError, match="2012, gemm, winograd, implicit, fastest"):
             conv_gemm.set_conv_kernels("fast")
     finally:
         conv_gemm.set_conv_kernels(before)
@@ -263,6 +280,9 @@ def test_emulated(emulator, monkeypatch, case):
     check_case(emulator, case)
     names = {k for _, k, _ in emulator.launches[start:]}
     assert not names & set(KERNELS_2012)
+    if case["variant"] == "fastest":
+        assert names & CONV_FAMILIES == fastest_kernels(case), names
+        return
     if case["variant"] == "implicit":
         kernel = "kImplicit" + case["op"][0].upper() + case["op"][1:]
         assert {(k, a) for _, k, a in emulator.launches[start:] if k.startswith("kImplicit")} == {
@@ -275,7 +295,49 @@ def test_emulated(emulator, monkeypatch, case):
                                                                         "kWinogradOutputs"}
 
 
-@pytest.mark.parametrize("variant", ["gemm", "winograd", "implicit"])
+# the conv kernels of the three variants (other launches: scaling, sums of slices)
+CONV_FAMILIES = {"kWinogradFilters", "kWinogradInputs", "kWinogradOutputs", "kSgemm", "kIm2Col", "kCol2Im",
+                 "kImplicitFilterActs", "kImplicitImgActs", "kImplicitWeightActs"}
+
+
+def fastest_kernels(case):
+    """The conv kernels "fastest" launches for a case (conv_gemm.FASTEST)."""
+    winograd = case["geo"] in WINOGRAD_GEOMETRIES and case["op"] != "weightActs"
+    if winograd:
+        return {"kWinogradFilters", "kWinogradInputs", "kWinogradOutputs", "kSgemm"}
+    return {"filterActs": {"kImplicitFilterActs"}, "imgActs": {"kSgemm", "kCol2Im"},
+            "weightActs": {"kImplicitWeightActs"}}[case["op"]]
+
+
+def test_fastest_cases_take_each_rule():
+    fastest = [c for c in CASES if c["variant"] == "fastest"]
+    assert {(c["op"], c["geo"] in WINOGRAD_GEOMETRIES) for c in fastest} == {
+        (op, w) for op in ("filterActs", "imgActs", "weightActs") for w in (False, True)}
+    assert set(conv_gemm.FASTEST.values()) <= {"gemm", "implicit"}
+
+
+def test_implicit_copies_by_kernel(monkeypatch):
+    """On a GPU with cp.async, filterActs and imgActs take the pipeline and weightActs its
+    registers, unless CUDACONVNET_IMPLICIT_ASYNC or set_async_copies fixes all three."""
+    kernels = conv_implicit.KERNELS
+    monkeypatch.setattr(conv_implicit, "_async", None)
+    monkeypatch.delenv("CUDACONVNET_IMPLICIT_ASYNC", raising=False)
+    monkeypatch.setattr(conv_implicit, "_has_async", True)
+    assert [conv_implicit.async_copies(k) for k in kernels] == [True, True, False]
+    monkeypatch.setattr(conv_implicit, "_has_async", False)
+    assert [conv_implicit.async_copies(k) for k in kernels] == [False, False, False]
+    for env in ("0", "1"):
+        monkeypatch.setenv("CUDACONVNET_IMPLICIT_ASYNC", env)
+        assert [conv_implicit.async_copies(k) for k in kernels] == [env == "1"] * 3
+    monkeypatch.setenv("CUDACONVNET_IMPLICIT_ASYNC", "0")
+    conv_implicit.set_async_copies(True)
+    try:
+        assert [conv_implicit.async_copies(k) for k in kernels] == [True] * 3
+    finally:
+        conv_implicit.set_async_copies(None)
+
+
+@pytest.mark.parametrize("variant", ["gemm", "winograd", "implicit", "fastest"])
 def test_emulated_no_images_and_bad_groups(emulator, monkeypatch, variant):
     """No images: fprop and imgActs leave targets alone, weightActs scales them (as the
     2012 functions do); filters that do not split into the groups are refused by name."""

@@ -420,7 +420,7 @@ def _weights(net):
     return out
 
 
-@pytest.fixture(params=["2012", "gemm", "winograd", "implicit"])
+@pytest.fixture(params=["2012", "gemm", "winograd", "implicit", "fastest"])
 def conv_kernels(be, request):
     """Each choice of the CUDA backend's conv kernels (set_conv_kernels), reset afterwards."""
     be.set_conv_kernels(request.param)

@@ -21,10 +21,10 @@ import importlib
 NAMES = ("numpy", "cuda")
 # The CUDA backend's choices of convolution kernels (set_conv_kernels): the 2012 kernels, the
 # "gemm" variant (cuda_src/cudaconv2/unfold.cu + cuBLAS), "winograd" (gemm, with Winograd's
-# F(2x2, 3x3) for 3x3 stride-1 fprop and input gradients), or "implicit" (register-tiled
-# products straight from the images, cuda_src/cudaconv2/implicit_gemm.cu). The NumPy backend
-# has one.
-CONV_KERNELS = ("2012", "gemm", "winograd", "implicit")
+# F(2x2, 3x3) for 3x3 stride-1 fprop and input gradients), "implicit" (register-tiled
+# products straight from the images, cuda_src/cudaconv2/implicit_gemm.cu), or "fastest"
+# (each pass by whichever of those three measured fastest for it). The NumPy backend has one.
+CONV_KERNELS = ("2012", "gemm", "winograd", "implicit", "fastest")
 
 
 class BackendUnavailable(Exception):

@@ -4,7 +4,8 @@ port; the 2012 kernels (filter_acts.py, img_acts.py, weight_acts.py) stay the de
 
 Chosen by `set_conv_kernels("gemm")` (the training loop's --conv-kernels=gemm), and by
 "winograd", which sends 3x3 stride-1 filterActs and imgActs on to conv_winograd.py. This
-module also dispatches "implicit" (all three passes to conv_implicit.py).
+module also dispatches "implicit" (all three passes to conv_implicit.py) and "fastest",
+each pass to whichever of the three measured fastest for it on an H100 (FASTEST).
 convFilterActs, convImgActs and convWeightActs come here after their own shape checks;
 locally connected layers and sparse random connectivity always run the 2012 kernels. Same
 arguments and results as the 2012 functions, so the NumPy reference checks both; unlike the
@@ -33,10 +34,19 @@ FORMATS = {"kIm2Col": "PPiiiiiiiiiii", "kCol2Im": "PPiiiiiiiiiiiiiff"}
 
 _variant = "2012"
 
+# "fastest", pass by pass, from benchmarks/gpu_step.py on an H100 (2026-11-26, AlexNet,
+# minibatch 128, ms per tower or input; the table is in docs/performance.md):
+#   filterActs  winograd where it applies (conv3-5: 0.18-0.27 against implicit's 0.33-0.49),
+#               else implicit (conv1 0.61, conv2 0.80, against gemm's 1.41 and 1.42)
+#   imgActs     winograd where it applies (0.20-0.27 against gemm's 0.36-0.52), else gemm
+#               (conv2 1.26: implicit's gather takes 1.81, and 175 at conv1's stride 4)
+#   weightActs  implicit (0.39-0.85 on all but conv4, where gemm's 0.56 beats its 0.77)
+FASTEST = {"filterActs": "implicit", "imgActs": "gemm", "weightActs": "implicit"}
+
 
 def set_conv_kernels(name):
     """Which kernels the conv passes run: "2012" (the ported 2012 kernels), "gemm",
-    "winograd" or "implicit"."""
+    "winograd", "implicit" or "fastest"."""
     global _variant
     if name not in CONV_KERNELS:
         raise ValueError("conv kernels must be one of %s, got %r" % (", ".join(CONV_KERNELS), name))
@@ -53,7 +63,12 @@ def active():
 
 
 def _winograd(g):
-    return _variant == "winograd" and conv_winograd.applies(g)
+    return _variant in ("winograd", "fastest") and conv_winograd.applies(g)
+
+
+def _implicit(op):
+    """Whether pass `op` goes to conv_implicit.py (after winograd had its turn)."""
+    return _variant == "implicit" or (_variant == "fastest" and FASTEST[op] == "implicit")
 
 
 def workspace_floats():
@@ -110,12 +125,12 @@ def col2im(g, cols, targets, m0, m1, scaleTargets, scaleOutput):
 
 def filterActs(g, images, filters, targets, scaleTargets, scaleOutput):
     """targets (F * M, N) = scaleTargets * targets + scaleOutput * conv(images, filters)."""
-    if _variant == "implicit":
-        return conv_implicit.filterActs(g, images, filters, targets, scaleTargets, scaleOutput)
     if g.numImages == 0:
         return
     if _winograd(g):
         return conv_winograd.filterActs(g, images, filters, targets, scaleTargets, scaleOutput)
+    if _implicit("filterActs"):
+        return conv_implicit.filterActs(g, images, filters, targets, scaleTargets, scaleOutput)
     N, F, Fg, K = g.numImages, g.numFilters, g.numFiltersPerGroup, g.Kg
     ldt = g.numModules * N                   # targets as (F, M * N)
     for m0, m1, _ in module_chunks(g.numModules, _rows(g) * N):
@@ -129,12 +144,12 @@ def filterActs(g, images, filters, targets, scaleTargets, scaleOutput):
 
 def imgActs(g, hidActs, filters, targets, scaleTargets, scaleOutput):
     """targets (C * imgPixels, N) = scaleTargets * targets + scaleOutput * d conv / d images."""
-    if _variant == "implicit":
-        return conv_implicit.imgActs(g, hidActs, filters, targets, scaleTargets, scaleOutput)
     if g.numImages == 0:
         return
     if _winograd(g):
         return conv_winograd.imgActs(g, hidActs, filters, targets, scaleTargets, scaleOutput)
+    if _implicit("imgActs"):
+        return conv_implicit.imgActs(g, hidActs, filters, targets, scaleTargets, scaleOutput)
     N, F, Fg, K = g.numImages, g.numFilters, g.numFiltersPerGroup, g.Kg
     ldh = g.numModules * N                   # hidActs as (F, M * N)
     chunks = module_chunks(g.numModules, _rows(g) * N)
@@ -153,7 +168,7 @@ def imgActs(g, hidActs, filters, targets, scaleTargets, scaleOutput):
 def weightActs(g, images, hidActs, targets, partialSum, scaleTargets, scaleOutput):
     """targets (M / partialSum * K, F): per partial sum p, scaleTargets * targets_p +
     scaleOutput * the filter gradient summed over its modules."""
-    if _variant == "implicit" and conv_implicit.fits(g, partialSum):
+    if _implicit("weightActs") and conv_implicit.fits(g, partialSum):
         return conv_implicit.weightActs(g, images, hidActs, targets, partialSum, scaleTargets, scaleOutput)
     if g.numImages == 0:
         scale_targets(targets, scaleTargets)
