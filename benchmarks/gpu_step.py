@@ -15,8 +15,8 @@ im2col + cuBLAS; "winograd", gemm with Winograd's F(2x2, 3x3) for the 3x3 layers
 input gradient; "implicit", register-tiled products read straight from the images, with
 sm_80's asynchronous copies for fprop and bprop-img on GPUs that have them;
 "implicit-registers", the same without them; "fastest", each pass by whichever of those
-measured fastest for it), each with its own column. The peer runs first; a choice of ours that fails
-is reported in one line and left out of the table.
+measured fastest for it), each with its own column. The peer runs first; a choice of ours
+that fails is reported in one line and left out of the table.
 
 What is timed, after --warmup untimed calls: the step, CUDA events around each of --iters
 calls, their median; each conv pass, two CUDA events around --iters calls issued back to
@@ -230,7 +230,8 @@ def time_original_shapes(be, n, streamed):
     for label, C, F, k, stride, pad, img, ps, _, _ in ORIGINAL_2012:
         m = 1 + -(-(img + 2 * pad - k) // stride)
         images, filters, hid = rand(C * img * img, n), rand(C * k * k, F), rand(F * m * m, n)
-        acts, img_grad, w_grad = be.empty(F * m * m, n), be.empty(C * img * img, n), be.empty(m * m // ps * C * k * k, F)
+        acts, img_grad = be.empty(F * m * m, n), be.empty(C * img * img, n)
+        w_grad = be.empty(m * m // ps * C * k * k, F)
         geo = (-pad, stride, C, 1)
         passes = {"fprop": lambda: be.convFilterActs(images, filters, acts, img, m, m, *geo, 0.0, 1.0),
                   "bprop-img": lambda: be.convImgActs(hid, filters, img_grad, img, img, m, *geo, 0.0, 1.0),

@@ -8,9 +8,9 @@ shape checks. Per pass the host picks the grid and the template arguments: the w
 or 128) of the tile's side that counts filters or colours, whichever leaves less of the
 block idle (AlexNet's 48 and 192 filters per tower take 64); async, sm_80's asynchronous
 copies into shared memory, for filterActs and imgActs on GPUs that have them (see
-async_copies); and vecA and vecB, 16-byte
-loads (and stores) where four consecutive elements are adjacent and aligned, which the
-2012 layouts give whenever numImages and the row strides divide by 4.
+async_copies); and vecA and vecB, 16-byte loads (and stores) where four consecutive
+elements are adjacent and aligned, which the 2012 layouts give whenever numImages and the
+row strides divide by 4.
 
 weightActs: one block computes a tile (128 rows by 64 or 128 filters) of one partial sum's
 gradient. When the partial sums are few (partialSum 0 is one sum over every module) that
