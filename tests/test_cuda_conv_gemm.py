@@ -16,7 +16,9 @@ filters and colours per group (both tile widths), each case once with registers 
 with asynchronous copies (under the emulation, copies that land when their wait returns:
 see tests/cuda_emulation.py), strided images whose row stride does and does not divide by
 4, and which start 16-byte aligned or 4 bytes past it, and for weightActs partial sums in
-one slice, in several, and, with 'tiny', cut into slices of a few products each.
+one slice, in several, and, with 'tiny', cut into slices of a few products each. The
+"fastest" cases run each pass on a winograd geometry and a stride-2 one, and check which
+variant's kernels each launches (conv_gemm.FASTEST).
 
   test_gpu[...]        on the GPU: the kernels and cuBLAS (marker `cuda`);
   test_emulated[...]   the kernels under the CPU emulation of tests/cuda_emulation.py, the
