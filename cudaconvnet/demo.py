@@ -46,6 +46,16 @@ def make_digit_batches(dst, seed=0, num_train=NUM_TRAIN, train_batches=TRAIN_BAT
     return num_train, len(labels) - num_train
 
 
+def training_options(batches, save_path, epochs, backend, conv_kernels, seed):
+    """The training loop's options for the digits net on the batches in `batches`: one test
+    per epoch."""
+    return ["--data-path=%s" % batches, "--save-path=%s" % save_path, "--data-provider=cifar",
+            "--train-range=1-%d" % TRAIN_BATCHES, "--test-range=%d" % TEST_BATCH, "--test-freq=%d" % TRAIN_BATCHES,
+            "--layer-def=%s" % (LAYERS_CFG / "layers-digits.cfg"),
+            "--layer-params=%s" % (LAYERS_CFG / "layer-params-digits.cfg"), "--epochs=%d" % epochs,
+            "--mini=128", "--backend=%s" % backend, "--conv-kernels=%s" % conv_kernels, "--seed=%d" % seed]
+
+
 def run_demo(argv):
     ap = argparse.ArgumentParser(prog="python -m cudaconvnet.convnet --demo",
                                  description="Train layers_cfg/layers-digits.cfg on scikit-learn's handwritten digits.")
@@ -59,7 +69,7 @@ def run_demo(argv):
     if args.epochs < 1:
         raise StopTraining("--epochs must be at least 1 for the demo, not %d" % args.epochs)
 
-    layer_def, layer_params = LAYERS_CFG / "layers-digits.cfg", LAYERS_CFG / "layer-params-digits.cfg"
+    layer_def = LAYERS_CFG / "layers-digits.cfg"
     if not layer_def.exists():
         raise StopTraining("the demo needs %s (run it from a checkout of the project)" % layer_def)
     batches = os.path.join(args.out, "digits-batches")
@@ -71,11 +81,7 @@ def run_demo(argv):
           % (batches, ntrain, TRAIN_BATCHES, ntest, TEST_BATCH))
 
     from .convnet import ConvNet
-    cmd = ["--data-path=%s" % batches, "--save-path=%s" % args.out, "--data-provider=cifar",
-           "--train-range=1-%d" % TRAIN_BATCHES, "--test-range=%d" % TEST_BATCH, "--test-freq=%d" % TRAIN_BATCHES,
-           "--layer-def=%s" % layer_def, "--layer-params=%s" % layer_params, "--epochs=%d" % args.epochs,
-           "--mini=128", "--backend=%s" % args.backend, "--conv-kernels=%s" % args.conv_kernels,
-           "--seed=%d" % args.seed]
+    cmd = training_options(batches, args.out, args.epochs, args.backend, args.conv_kernels, args.seed)
     op, load_dic = IGPUModel.parse_options(ConvNet.get_options_parser(), cmd)
     model = ConvNet(op, load_dic)
     model.start()

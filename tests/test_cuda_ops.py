@@ -13,8 +13,8 @@ The checks and their tolerances (EXACT, FAST_MATH, SUMS) are those of
 tests/cuda_op_checks.py, which tests/test_cuda_util_emulated.py runs too, emulated. Here:
   ENGINE    1e-4 relative, ten training steps of the 18% CIFAR net (the brief's bound: the
             per-op differences above, compounded through ten updates): the costs of
-            every step; the weights where NumPy's own float32 sensitivity allows it
-            (numpy_18pct says why not everywhere).
+            every step; the weight updates where NumPy's own float32 sensitivity allows
+            it (reference_18pct says why not everywhere).
 """
 import copy
 import contextlib
@@ -428,7 +428,7 @@ def conv_kernels(be, request):
     be.set_conv_kernels("2012")
 
 
-FLOOR_MARGIN = 10  # the weights may differ by this many times NumPy's own float32 sensitivity
+FLOOR_MARGIN = 10  # the updates may differ by this many times NumPy's own float32 sensitivity
 
 
 def _ten_steps(layers, backend, data, steps=10):
@@ -590,25 +590,17 @@ TEST_LINE = r"=+Test output=+\nlogprob:\s+([\d.]+), ([\d.]+)"
 
 def _training_loop(*args):
     """python -m cudaconvnet.convnet in a child process (its own CUDA context): its output."""
-    import subprocess
-    import sys
-    proc = subprocess.run([sys.executable, "-m", "cudaconvnet.convnet"] + list(args), capture_output=True,
-                          text=True, timeout=300)
+    from test_training import cli
+    proc = cli(*args, timeout=300)
     assert proc.returncode == 0 and "Traceback" not in proc.stderr, proc.stdout[-2000:] + proc.stderr[-2000:]
     return proc.stdout
 
 
-def digits_loop_args(folder, epochs, engine=("--backend=auto", "--gpu=0", "--conv-kernels=fastest")):
-    """The training loop's options for the digits demo's net and batches (written into
-    `folder`), on `engine`."""
-    from cudaconvnet.demo import LAYERS_CFG, TEST_BATCH, TRAIN_BATCHES, make_digit_batches
-    data = folder / "digits"
-    make_digit_batches(str(data))
-    return ["--data-path=%s" % data, "--save-path=%s" % (folder / "runs"), "--data-provider=cifar",
-            "--train-range=1-%d" % TRAIN_BATCHES, "--test-range=%d" % TEST_BATCH, "--test-freq=%d" % TRAIN_BATCHES,
-            "--layer-def=%s" % (LAYERS_CFG / "layers-digits.cfg"),
-            "--layer-params=%s" % (LAYERS_CFG / "layer-params-digits.cfg"), "--mini=128", "--seed=0",
-            "--epochs=%d" % epochs] + list(engine)
+def digits_loop_args(folder, epochs, backend="auto", conv_kernels="fastest"):
+    """The demo's training options for its digits batches (written into `folder`), on GPU 0."""
+    from cudaconvnet.demo import make_digit_batches, training_options
+    make_digit_batches(str(folder / "digits"))
+    return training_options(folder / "digits", folder / "runs", epochs, backend, conv_kernels, 0) + ["--gpu=0"]
 
 
 def test_training_loop_on_the_gpu(tmp_path):
